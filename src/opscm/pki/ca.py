@@ -1,0 +1,293 @@
+"""The Puppet CA: creating one, and signing agent certificates and CRLs with it.
+
+The certificate profile is exactly the one puppetserver 7 issues (see FACTS.md,
+"Puppet CA"), so agents cannot tell our certificates from puppetserver's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+
+from .certname import check_certname, quote
+from .csr import is_copyable, signature_is_valid
+from .errors import CsrRefused, PkiError
+from .oids import NETSCAPE_COMMENT, PUPPET_COMMENT
+
+# Puppet backdates notBefore by a day so agents with a slow clock accept new certificates;
+# the CRL's lastUpdate is backdated the same way, or `crl_check` on such an agent would
+# find a CRL that is "not yet valid".
+BACKDATE = timedelta(days=1)
+MAX_SERIAL = 2**159 - 1  # RFC 5280: at most 20 octets, positive
+
+_CA_PREFIX = "Puppet CA: "
+_CN_MAX = 64  # RFC 5280 ub-common-name
+
+
+@dataclass(frozen=True)
+class CaMaterial:
+    """A new CA: the caller encrypts ``key_pem`` before storing it."""
+
+    key_pem: bytes = field(repr=False)  # PKCS#8 PEM, unencrypted; kept out of repr/logs
+    cert_pem: str
+
+
+def create_ca(
+    name: str, *, now: datetime, key_bits: int = 4096, ttl: timedelta = timedelta(days=15 * 365)
+) -> CaMaterial:
+    """A self-signed CA "Puppet CA: <name>" with a fresh RSA key, serial 1."""
+    if not isinstance(name, str) or not name.strip():
+        raise PkiError("The CA name must not be empty")
+    if not name.isprintable() or name != name.strip():
+        raise PkiError("The CA name must be printable and have no surrounding spaces")
+    if len(_CA_PREFIX + name) > _CN_MAX:
+        raise PkiError(
+            f"The CA name is {len(name)} characters long; at most {_CN_MAX - len(_CA_PREFIX)} "
+            f"are allowed"
+        )
+    if key_bits < 2048:
+        raise ValueError("key_bits must be at least 2048")
+    now = _utc(now, "now")
+    _positive(ttl, "ttl")
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_bits)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _CA_PREFIX + name)])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + ttl)
+        .add_extension(_puppet_comment(), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            _key_usage(key_cert_sign=True, crl_sign=True),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return CaMaterial(
+        key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+    )
+
+
+class CaSigner:
+    """Owns the CA private key: nothing outside ever gets the key object or its PEM back."""
+
+    __slots__ = ("_key", "_cert", "_cert_pem", "_aki")
+
+    def __init__(self, key_pem: bytes, cert_pem: str):
+        try:
+            key = serialization.load_pem_private_key(_bytes(key_pem), password=None)
+        except TypeError:
+            raise PkiError("The CA private key is encrypted; it must be decrypted first") from None
+        except Exception:
+            raise PkiError("The CA private key is not a PEM private key") from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise PkiError("The CA private key must be an RSA key")
+        try:
+            cert = x509.load_pem_x509_certificate(_bytes(cert_pem))
+        except Exception:
+            raise PkiError("The CA certificate is not a PEM certificate") from None
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        der = serialization.Encoding.DER
+        if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+            raise PkiError("The CA private key does not match the CA certificate")
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise PkiError("The CA certificate is not a CA certificate (basicConstraints CA:TRUE)")
+        # AKI of what we sign = the CA's own SKI as written in its certificate (an imported
+        # CA may have computed it differently), else derived from its key.
+        try:
+            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        except x509.ExtensionNotFound:
+            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+        self._key = key
+        self._cert = cert
+        self._cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        self._aki = aki
+
+    @property
+    def cert_pem(self) -> str:
+        return self._cert_pem
+
+    def __repr__(self) -> str:
+        return f"CaSigner({self._cert.subject.rfc4514_string()!r})"
+
+    def __reduce__(self):
+        # Keep the key out of pickles, caches and deep copies.
+        raise TypeError("CaSigner holds a private key and cannot be pickled or copied")
+
+    def sign_node(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        certname: str,
+        serial: int,
+        now: datetime,
+        ttl: timedelta = timedelta(days=5 * 365),
+    ) -> str:
+        """Sign an agent certificate for a CSR already vetted by ``check_csr``; return its PEM.
+
+        Policy (which SANs and pp_* extensions are allowed) is check_csr's job; this copies
+        the CSR's SAN entries and pp_* extensions and never anything else, so even an
+        unvetted CSR cannot smuggle in e.g. basicConstraints.
+        """
+        check_certname(certname)
+        _check_serial(serial)
+        now = _utc(now, "now")
+        _positive(ttl, "ttl")
+        who = f"CSR for {quote(certname)}"
+        if not signature_is_valid(csr):
+            raise CsrRefused(f"{who} has an invalid signature: it was not signed by the key it contains")
+        try:
+            requested = list(csr.extensions)
+        except Exception:
+            raise CsrRefused(f"{who} contains a malformed extension request") from None
+
+        own_name = x509.DNSName(certname)
+        alt_names = [own_name]
+        copied: list[x509.Extension] = []
+        for ext in requested:
+            if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+                alt_names += [n for n in ext.value if n not in alt_names]
+            elif is_copyable(ext.oid):
+                copied.append(ext)
+
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, certname)]))
+            .issuer_name(self._cert.subject)
+            .public_key(csr.public_key())
+            .serial_number(serial)
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(now + ttl)
+            .add_extension(_puppet_comment(), critical=False)
+            .add_extension(self._aki, critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=True,
+            )
+            .add_extension(
+                _key_usage(digital_signature=True, key_encipherment=True), critical=True
+            )
+            .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        )
+        for ext in copied:
+            # Verbatim: same OID, same DER value, same criticality as requested.
+            builder = builder.add_extension(_verbatim(ext), critical=ext.critical)
+        cert = builder.sign(self._key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def crl(
+        self,
+        revoked: Iterable[tuple[int, datetime]],
+        *,
+        number: int,
+        now: datetime,
+        next_update: timedelta = timedelta(days=5 * 365),
+    ) -> str:
+        """The CA's CRL listing ``revoked`` (serial, revocation time); returns its PEM."""
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= MAX_SERIAL:
+            raise ValueError("CRL number must be an integer between 0 and 2**159-1")
+        now = _utc(now, "now")
+        _positive(next_update, "next_update")
+        # One entry per serial; if a serial comes twice, the first revocation counts.
+        earliest: dict[int, datetime] = {}
+        for serial, when in revoked:
+            _check_serial(serial)
+            when = _utc(when, "revocation time")
+            if serial not in earliest or when < earliest[serial]:
+                earliest[serial] = when
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self._cert.subject)
+            .last_update(now - BACKDATE)
+            .next_update(now + next_update)
+            .add_extension(self._aki, critical=False)
+            .add_extension(x509.CRLNumber(number), critical=False)
+        )
+        for serial in sorted(earliest):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(earliest[serial])
+                .build()
+            )
+        crl = builder.sign(self._key, hashes.SHA256())
+        return crl.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _puppet_comment() -> x509.UnrecognizedExtension:
+    # nsComment is an IA5String; cryptography has no class for it, so encode the DER here.
+    text = PUPPET_COMMENT.encode("ascii")  # 34 bytes: short-form DER length
+    return x509.UnrecognizedExtension(NETSCAPE_COMMENT, b"\x16" + bytes([len(text)]) + text)
+
+
+def _key_usage(**set_bits: bool) -> x509.KeyUsage:
+    bits = dict.fromkeys(
+        (
+            "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+            "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+        ),
+        False,
+    )
+    bits.update(set_bits)
+    return x509.KeyUsage(**bits)
+
+
+def _verbatim(ext: x509.Extension) -> x509.ExtensionType:
+    if isinstance(ext.value, x509.UnrecognizedExtension):
+        return ext.value
+    # Should cryptography ever learn a pp_* OID, fall back to its DER encoding.
+    return x509.UnrecognizedExtension(ext.oid, ext.value.public_bytes())
+
+
+def _utc(when: datetime, what: str) -> datetime:
+    # Naive datetimes are refused rather than guessed: a local-time mix-up would shift
+    # every validity window silently.
+    if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime")
+    return when.astimezone(timezone.utc)
+
+
+def _positive(delta: timedelta, what: str) -> None:
+    if not isinstance(delta, timedelta) or delta <= timedelta(0):
+        raise ValueError(f"{what} must be a positive timedelta")
+
+
+def _check_serial(serial: int) -> None:
+    if not isinstance(serial, int) or isinstance(serial, bool) or not 1 <= serial <= MAX_SERIAL:
+        raise ValueError("serial must be an integer between 1 and 2**159-1")
+
+
+def _bytes(pem: str | bytes) -> bytes:
+    return pem.encode("ascii", "replace") if isinstance(pem, str) else bytes(pem)
