@@ -1,0 +1,5 @@
+import sys
+
+from opscm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The composition root: the one place that chooses adapters and wires them together."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Engine as SqlEngine
+
+from opscm import spec
+from opscm.engines.builtin_chef import BuiltinChef
+from opscm.engines.builtin_puppet import BuiltinPuppet
+from opscm.protocol.json11 import JsonProtocol
+from opscm.service.context import Dependencies, Limits
+from opscm.service.operations import OPERATIONS
+from opscm.store.database import migrate, open_database, sqlite_url
+from opscm.store.unit_of_work import SqlUnitOfWorkFactory
+
+from .asgi import ca_api_prefix, create_asgi_app
+from .credentials import KeyRing, ensure_admin
+from .job_runner import JobRunner
+from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
+from .secret_box import AesGcmBox, load_master_key
+
+
+@dataclasses.dataclass
+class Settings:
+    data_dir: Path | None = None  # None: an in-memory database (the mock)
+    database_url: str | None = None  # overrides the SQLite file in data_dir
+    endpoint_host: str = "127.0.0.1"  # what DescribeServers reports as Endpoint
+    public_url: str = "http://127.0.0.1"  # base of the published CA/CRL URLs
+    ca_key_bits: int = 4096
+    server_limit: int = 10
+    job_workers: int = 2
+    verify_signatures: bool = True
+    mock_account_id: str = "123456789012"
+    mock_region: str = "us-east-1"
+
+
+class UtcClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class Application:
+    """Everything one opscm process runs; ``asgi`` serves it, ``pipeline.handle`` answers in-process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.clock = UtcClock()
+        url = settings.database_url or (sqlite_url(settings.data_dir) if settings.data_dir else "sqlite://")
+        self.database: SqlEngine = open_database(url)
+        migrate(self.database)
+        uow = SqlUnitOfWorkFactory(self.database)
+        self.secret_box = AesGcmBox(load_master_key(settings.data_dir))
+        self.jobs = JobRunner(settings.job_workers)
+        engines = {
+            "Puppet": BuiltinPuppet(
+                secret_box=self.secret_box,
+                clock=self.clock,
+                ca_key_bits=settings.ca_key_bits,
+                ca_urls=self._ca_urls,
+            ),
+            "ChefAutomate": BuiltinChef(clock=self.clock),
+        }
+        self.deps = Dependencies(
+            uow=uow,
+            engines=engines,
+            clock=self.clock,
+            wake_jobs=self.jobs.wake,
+            endpoint_host=settings.endpoint_host,
+            limits=Limits(servers_per_region=settings.server_limit),
+        )
+        self.jobs.bind(self.deps)
+        if settings.verify_signatures:
+            authenticate = Authenticator(KeyRing(uow, self.secret_box), self.clock)
+        else:
+            authenticate = TrustingAuthenticator(settings.mock_account_id, settings.mock_region)
+        self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate)
+        self.asgi = create_asgi_app(self.pipeline, self.deps)
+
+    def ensure_admin_credentials(self) -> Path | None:
+        assert self.settings.data_dir is not None
+        return ensure_admin(self.deps.uow, self.secret_box, self.settings.data_dir, self.clock.now())
+
+    def start(self) -> None:
+        self.jobs.start()
+
+    def close(self) -> None:
+        self.jobs.stop()
+        self.database.dispose()
+
+    def _ca_urls(self, server) -> dict[str, str]:
+        prefix = ca_api_prefix(self.settings.public_url, server.id)
+        return {
+            "PUPPET_API_CA_URL": f"{prefix}/certificate/ca",
+            "PUPPET_API_CRL_URL": f"{prefix}/certificate_revocation_list/ca",
+        }

@@ -1,0 +1,69 @@
+"""Background threads that run persisted jobs; they also pick up jobs left by a crash."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from opscm.service.context import Dependencies
+from opscm.service.jobs import run_job
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 120.0
+POLL_SECONDS = 1.0
+
+
+class JobRunner:
+    def __init__(self, workers: int = 2):
+        self._deps: Dependencies | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, name=f"opscm-jobs-{i}", daemon=True) for i in range(workers)]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def bind(self, deps: Dependencies) -> None:
+        """The runner is made before the dependencies (they hold its ``wake``); bind closes the loop."""
+        self._deps = deps
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
+
+    def run_pending(self) -> int:
+        """Run every claimable job now, in this thread; returns how many ran."""
+        assert self._deps is not None
+        count = 0
+        while not self._stop.is_set():
+            with self._deps.uow() as uow:
+                job = uow.jobs.claim(self._deps.clock.now(), LEASE_SECONDS)
+                uow.commit()
+            if job is None:
+                return count
+            run_job(self._deps, job)
+            count += 1
+        return count
+
+    def unfinished(self) -> int:
+        assert self._deps is not None
+        with self._deps.uow(read_only=True) as uow:
+            return uow.jobs.unfinished()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            # Cleared before the run, so a wake during the run triggers another one at once.
+            self._wake.clear()
+            try:
+                self.run_pending()
+            except Exception:  # noqa: BLE001 - keep the runner alive across a store hiccup
+                log.exception("job runner error")
+            self._wake.wait(POLL_SECONDS)

@@ -1,0 +1,102 @@
+"""The ``opscm`` command: ``serve`` and ``setup-aws-cli``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from . import spec
+
+DEFAULT_PORT = 4580
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="opscm", description="Self-hosted AWS OpsWorks CM API.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the OpsWorks CM API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument("--data-dir", type=Path, default=Path("opscm-data"), help="state directory (default ./opscm-data)")
+    serve.add_argument("--database-url", help="SQLAlchemy URL instead of the SQLite file in the data dir")
+    serve.add_argument("--endpoint-host", help="host name reported as servers' Endpoint (default: the host served on)")
+    serve.add_argument("--public-url", help="base URL of published CA documents (default: the URL served on)")
+    serve.add_argument("--ca-key-bits", type=int, default=4096, choices=(2048, 3072, 4096), help="RSA size of new Puppet CAs")
+    serve.add_argument("--server-limit", type=int, default=10, help="servers per account and region (default 10)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(run=_serve)
+
+    setup = commands.add_parser("setup-aws-cli", help="install the opsworks-cm model for the aws CLI in ~/.aws/models")
+    setup.set_defaults(run=_setup_aws_cli)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app.composition import Application, Settings
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    listener = socket.create_server((args.host, args.port), reuse_port=False)
+    port = listener.getsockname()[1]
+    url = f"http://{_url_host(args.host)}:{port}"
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=args.database_url or os.environ.get("OPSCM_DATABASE_URL"),
+        endpoint_host=args.endpoint_host or _url_host(args.host),
+        public_url=args.public_url or url,
+        ca_key_bits=args.ca_key_bits,
+        server_limit=args.server_limit,
+    )
+    app = Application(settings)
+    created = app.ensure_admin_credentials()
+    credentials = (data_dir / "credentials").resolve()
+    if created:
+        print(f"opscm: admin credentials written to {credentials}", flush=True)
+    app.start()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if not self.should_exit:
+                print(f"opscm: serving on {url} (credentials: {credentials})", flush=True)
+
+    config = uvicorn.Config(app.asgi, log_level=args.log_level, lifespan="off", access_log=False)
+    try:
+        Server(config).run(sockets=[listener])
+    finally:
+        app.close()
+    return 0
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
+def _setup_aws_cli(args: argparse.Namespace) -> int:
+    # The aws CLI vendors its own botocore and reads extra models from ~/.aws/models/<command>/<version>/.
+    target = Path.home() / ".aws" / "models" / "opsworks-cm" / spec.API_VERSION
+    target.mkdir(parents=True, exist_ok=True)
+    for name in spec.CLI_MODEL_FILES:
+        source = spec.model_file(name)
+        if source.suffix == ".gz":
+            print(f"opscm: {source} is compressed; install an uncompressed botocore-a-la-carte-opsworkscm", file=sys.stderr)
+            return 1
+        shutil.copyfile(source, target / f"{name}.json")
+    print(f"opscm: aws CLI model installed in {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The built-in Chef engine: a registry of client public keys per server and organization."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from opscm.domain.associations import AssociationStatus, Outcome, check_chef_client_name, chef_request
+from opscm.domain.engine_attributes import attribute_map
+from opscm.domain.errors import NotFound, ValidationFailed
+from opscm.domain.passwords import check_admin_password, generate_admin_password
+from opscm.domain.servers import Server
+from opscm.pki import PkiError, check_rsa_public_key, generate_rsa_key, hash_password
+from opscm.service.ports import Clock, Provisioned, UnitOfWork
+
+PIVOTAL_KEY = "CHEF_AUTOMATE_PIVOTAL_KEY"
+ADMIN_PASSWORD = "CHEF_AUTOMATE_ADMIN_PASSWORD"
+
+
+class BuiltinChef:
+    def __init__(self, *, clock: Clock, pivotal_key_bits: int = 2048):
+        self._clock = clock
+        self._pivotal_key_bits = pivotal_key_bits
+
+    def prepare(self, server: Server, attributes) -> Provisioned:
+        values = attribute_map(attributes, allowed=(PIVOTAL_KEY, ADMIN_PASSWORD))
+        once = []
+        if values.get(PIVOTAL_KEY):
+            # The user keeps the private key; opscm only ever sees the public one.
+            public_key = _public_key(values[PIVOTAL_KEY], PIVOTAL_KEY)
+        else:
+            private_key, public_key = generate_rsa_key(self._pivotal_key_bits)
+            once.append({"Name": PIVOTAL_KEY, "Value": private_key})
+        password = values.get(ADMIN_PASSWORD)
+        if password is None:
+            password = generate_admin_password()
+        else:
+            check_admin_password(ADMIN_PASSWORD, password)
+        once.append({"Name": ADMIN_PASSWORD, "Value": password})
+        return Provisioned(
+            once=once,
+            engine_data={"pivotal_public_key": public_key, "admin_password_hash": hash_password(password)},
+        )
+
+    def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
+        return lambda uow: None  # the registry needs nothing before the first client
+
+    def describe(self, uow: UnitOfWork, server: Server) -> list[dict[str, str]]:
+        return []
+
+    def associate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome:
+        request = chef_request(attributes, need_key=True)
+        check_chef_client_name(node_name)
+        public_key = _public_key(request.public_key_pem, "CHEF_NODE_PUBLIC_KEY")
+        # Re-associating a name re-keys the client: the old key stops working at once.
+        uow.chef.put(server.id, request.organization, node_name, public_key, self._clock.now())
+        return Outcome(AssociationStatus.SUCCESS)
+
+    def disassociate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome:
+        request = chef_request(attributes, need_key=False)
+        if not uow.chef.delete(server.id, request.organization, node_name):
+            raise NotFound(f"Node {node_name} is not associated with server {server.name}.")
+        return Outcome(AssociationStatus.SUCCESS)
+
+    def destroy(self, uow: UnitOfWork, server: Server) -> None:
+        # Client rows go with the server (ON DELETE CASCADE); the pivotal key was never stored.
+        pass
+
+
+def _public_key(pem: str, attribute: str) -> str:
+    try:
+        return check_rsa_public_key(pem)
+    except PkiError as error:
+        raise ValidationFailed(f"{attribute}: {error}") from None

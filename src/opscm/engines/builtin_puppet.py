@@ -1,0 +1,109 @@
+"""The built-in Puppet engine: a Puppet-compatible CA per server, kept in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from opscm.domain.associations import PUPPET_NODE_CERT, AssociationStatus, Outcome, puppet_csr, puppet_disassociation
+from opscm.domain.engine_attributes import attribute_map
+from opscm.domain.errors import InvalidState, NotFound, ValidationFailed
+from opscm.domain.passwords import check_admin_password, generate_admin_password
+from opscm.domain.servers import Server
+from opscm.pki import CaSigner, CsrPolicy, PkiError, check_csr, create_ca, hash_password
+from opscm.service.ports import CaRecord, Clock, Provisioned, SecretBox, UnitOfWork
+
+ADMIN_PASSWORD = "PUPPET_ADMIN_PASSWORD"
+CREATE_ATTRIBUTES = (ADMIN_PASSWORD, "PUPPET_R10K_REMOTE", "PUPPET_R10K_PRIVATE_KEY")
+
+
+class BuiltinPuppet:
+    def __init__(
+        self,
+        *,
+        secret_box: SecretBox,
+        clock: Clock,
+        ca_urls: Callable[[Server], dict[str, str]],
+        ca_key_bits: int = 4096,
+        certificate_ttl: timedelta = timedelta(days=5 * 365),
+        csr_policy: CsrPolicy = CsrPolicy(),
+    ):
+        self._box = secret_box
+        self._clock = clock
+        self._ca_urls = ca_urls
+        self._ca_key_bits = ca_key_bits
+        self._ttl = certificate_ttl
+        self._policy = csr_policy
+
+    def prepare(self, server: Server, attributes) -> Provisioned:
+        values = attribute_map(attributes, allowed=CREATE_ATTRIBUTES)
+        password = values.get(ADMIN_PASSWORD)
+        if password is None:
+            password = generate_admin_password()
+        else:
+            check_admin_password(ADMIN_PASSWORD, password)
+        engine_data = {"admin_password_hash": hash_password(password)}
+        if values.get("PUPPET_R10K_REMOTE"):
+            engine_data["r10k_remote"] = values["PUPPET_R10K_REMOTE"]
+        return Provisioned(once=[{"Name": ADMIN_PASSWORD, "Value": password}], engine_data=engine_data)
+
+    def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
+        now = self._clock.now()
+        material = create_ca(server.name, now=now, key_bits=self._ca_key_bits)
+        crl = CaSigner(material.key_pem, material.cert_pem).crl([], number=1, now=now)
+        record = CaRecord(key_enc=self._box.seal(material.key_pem), cert_pem=material.cert_pem, crl_pem=crl)
+        return lambda uow: uow.puppet.create(server.id, record)
+
+    def describe(self, uow: UnitOfWork, server: Server) -> list[dict[str, str]]:
+        ca = uow.puppet.get(server.id)
+        if ca is None:
+            return []
+        attributes = [{"Name": "PUPPET_API_CA_CERT", "Value": ca.cert_pem}]
+        attributes += [{"Name": name, "Value": url} for name, url in self._ca_urls(server).items()]
+        return attributes
+
+    def associate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome:
+        try:
+            csr = check_csr(puppet_csr(attributes), node_name, self._policy)
+        except PkiError as error:
+            raise ValidationFailed(str(error)) from None
+        signer = self._signer(uow, server)
+        now = self._clock.now()
+        # A new certificate replaces the node's old one, which is revoked (see README).
+        replaced = self._revoke_active(uow, server, node_name)
+        serial = uow.puppet.allocate_serial(server.id)
+        cert_pem = signer.sign_node(csr, certname=node_name, serial=serial, now=now, ttl=self._ttl)
+        uow.puppet.add_certificate(server.id, serial, node_name, cert_pem, now + self._ttl)
+        if replaced:
+            self._publish_crl(uow, server, signer)
+        return Outcome(AssociationStatus.SUCCESS, [{"Name": PUPPET_NODE_CERT, "Value": cert_pem}])
+
+    def disassociate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome:
+        puppet_disassociation(attributes)
+        signer = self._signer(uow, server)
+        if not self._revoke_active(uow, server, node_name):
+            raise NotFound(f"Node {node_name} is not associated with server {server.name}.")
+        self._publish_crl(uow, server, signer)
+        return Outcome(AssociationStatus.SUCCESS)
+
+    def destroy(self, uow: UnitOfWork, server: Server) -> None:
+        # The CA row, its key and every certificate row are deleted with the server (ON DELETE CASCADE).
+        pass
+
+    def _signer(self, uow: UnitOfWork, server: Server) -> CaSigner:
+        ca = uow.puppet.get(server.id)
+        if ca is None:
+            raise InvalidState(f"Server {server.name} has no certificate authority.")
+        return CaSigner(self._box.open(ca.key_enc), ca.cert_pem)
+
+    def _revoke_active(self, uow: UnitOfWork, server: Server, certname: str) -> list[int]:
+        now = self._clock.now()
+        serials = [c.serial for c in uow.puppet.certificates(server.id, certname) if c.revoked_at is None]
+        for serial in serials:
+            uow.puppet.revoke(server.id, serial, now)
+        return serials
+
+    def _publish_crl(self, uow: UnitOfWork, server: Server, signer: CaSigner) -> None:
+        revoked = [(c.serial, c.revoked_at) for c in uow.puppet.certificates(server.id) if c.revoked_at is not None]
+        number = uow.puppet.allocate_crl_number(server.id)
+        uow.puppet.set_crl(server.id, signer.crl(revoked, number=number, now=self._clock.now()))

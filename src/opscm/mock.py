@@ -1,0 +1,105 @@
+"""The in-process mock: botocore requests answered by the same pipeline, without a socket.
+
+    import boto3
+    from opscm.mock import OpsWorksCMMock
+
+    with OpsWorksCMMock() as mock:
+        client = boto3.client("opsworkscm", region_name="us-east-1")
+        mock.attach(client)
+        ...
+
+The hook is registered only on the clients or sessions given to ``attach``; nothing global
+is patched. Signatures are not checked: any credentials act as one account.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from botocore.awsrequest import AWSResponse
+
+from .app.composition import Application, Settings
+from .protocol.json11 import HttpRequest
+
+_EVENT = "before-send.opsworkscm"
+
+
+class _RawResponse(io.BytesIO):
+    """What botocore's AWSResponse reads a body from."""
+
+    def stream(self, **_kwargs):
+        yield self.getvalue()
+
+
+class OpsWorksCMMock:
+    def __init__(
+        self,
+        *,
+        account_id: str = "123456789012",
+        ca_key_bits: int = 2048,
+        server_limit: int = 10,
+        run_jobs: bool = True,
+    ):
+        # A private SQLite file, not :memory:, so the job threads get connections of their own.
+        self._data_dir = Path(tempfile.mkdtemp(prefix="opscm-mock-"))
+        settings = Settings(
+            data_dir=self._data_dir,
+            verify_signatures=False,
+            mock_account_id=account_id,
+            ca_key_bits=ca_key_bits,
+            server_limit=server_limit,
+            endpoint_host="opscm.local",
+            public_url="http://opscm.local",
+        )
+        self.app = Application(settings)
+        if run_jobs:
+            self.app.start()
+        self._attached: list = []
+
+    def attach(self, client_or_session) -> None:
+        """Answer this boto3/botocore client's or session's opsworkscm requests in-process."""
+        events = client_or_session.meta.events if hasattr(client_or_session, "meta") else client_or_session.events
+        events.register(_EVENT, self._answer)
+        self._attached.append(events)
+
+    def _answer(self, request, **_kwargs) -> AWSResponse:
+        url = urlsplit(request.url)
+        body = request.body or b""
+        if hasattr(body, "read"):
+            body = body.read()
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        http_request = HttpRequest(
+            method=request.method,
+            path=url.path or "/",
+            query=url.query,
+            headers={k.lower(): (v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()},
+            body=body,
+        )
+        response = self.app.pipeline.handle(http_request)
+        return AWSResponse(request.url, response.status, dict(response.headers), _RawResponse(response.body))
+
+    def wait_for_jobs(self, timeout: float = 60.0) -> None:
+        """Return once background jobs are done (a created server is HEALTHY, a deleted one gone)."""
+        deadline = time.monotonic() + timeout
+        while self.app.jobs.run_pending() or self.app.jobs.unfinished():
+            if time.monotonic() > deadline:
+                raise TimeoutError("opscm jobs still running")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        for events in self._attached:
+            events.unregister(_EVENT, self._answer)
+        self.app.close()
+        shutil.rmtree(self._data_dir, ignore_errors=True)
+
+    def __enter__(self) -> OpsWorksCMMock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

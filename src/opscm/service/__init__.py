@@ -1,0 +1,1 @@
+"""Use cases: one handler per operation, working through ports (store, engines, clock)."""

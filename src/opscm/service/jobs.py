@@ -1,0 +1,70 @@
+"""Work that outlives a request: making a server's engine, deleting a server.
+
+Each job is a row committed with the request that asked for it, so a restart resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from opscm.domain.servers import ServerStatus
+
+from .context import Dependencies
+from .ports import Job
+
+log = logging.getLogger(__name__)
+
+
+def create_server(deps: Dependencies, server_id: str) -> None:
+    with deps.uow(read_only=True) as uow:
+        server = uow.servers.get_by_id(server_id)
+    if server is None or server.status is not ServerStatus.CREATING:
+        return
+    engine = deps.engine_for(server.engine.engine)
+    # The slow part (a CA key) is made outside any transaction; only its storing takes the lock.
+    store = engine.provision(server)
+    with deps.uow() as uow:
+        server = uow.servers.get_by_id(server_id)
+        if server is None or server.status is not ServerStatus.CREATING:
+            return  # deleted meanwhile
+        store(uow)
+        server.finish_creation()
+        uow.servers.save(server)
+        uow.commit()
+
+
+def delete_server(deps: Dependencies, server_id: str) -> None:
+    with deps.uow() as uow:
+        server = uow.servers.get_by_id(server_id)
+        if server is None:
+            return
+        deps.engine_for(server.engine.engine).destroy(uow, server)
+        # Certificates, clients, associations and jobs of the server go with it (ON DELETE CASCADE).
+        uow.servers.delete(server.id)
+        uow.commit()
+
+
+JOB_KINDS = {"create-server": create_server, "delete-server": delete_server}
+
+
+def run_job(deps: Dependencies, job: Job) -> None:
+    """Run one claimed job to its end; a failure is recorded on the job and the server."""
+    try:
+        JOB_KINDS[job.kind](deps, job.server_id)
+    except Exception as error:  # noqa: BLE001 - a job must end in a definite state
+        log.exception("job %s (%s) for server %s failed", job.id, job.kind, job.server_id)
+        _fail(deps, job, f"{type(error).__name__}: {error}")
+        return
+    with deps.uow() as uow:
+        uow.jobs.finish(job.id)
+        uow.commit()
+
+
+def _fail(deps: Dependencies, job: Job, reason: str) -> None:
+    with deps.uow() as uow:
+        uow.jobs.finish(job.id, error=reason)
+        server = uow.servers.get_by_id(job.server_id)
+        if server is not None:
+            server.fail(f"{job.kind} failed: {reason}")
+            uow.servers.save(server)
+        uow.commit()

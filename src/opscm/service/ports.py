@@ -1,0 +1,149 @@
+"""The ports the service layer needs; the store and the engines implement them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from opscm.domain.associations import Association, Outcome
+from opscm.domain.servers import Server
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SecretBox(Protocol):
+    """Encrypts secrets at rest (CA keys, access key secrets)."""
+
+    def seal(self, plaintext: bytes) -> bytes: ...
+
+    def open(self, sealed: bytes) -> bytes: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessKey:
+    access_key_id: str
+    account_id: str
+    secret_access_key: str
+    name: str
+    actions: tuple[str, ...]
+    server_names: tuple[str, ...] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    server_id: str
+    attempts: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CaRecord:
+    key_enc: bytes
+    cert_pem: str
+    crl_pem: str
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuedCertificate:
+    serial: int
+    certname: str
+    not_after: datetime
+    revoked_at: datetime | None
+
+
+class ServerRepository(Protocol):
+    def add(self, server: Server) -> None: ...
+    def get(self, account_id: str, region: str, name: str) -> Server | None: ...
+    def get_by_id(self, server_id: str) -> Server | None: ...
+    def list(self, account_id: str, region: str) -> list[Server]: ...
+    def count(self, account_id: str, region: str) -> int: ...
+    def save(self, server: Server) -> None: ...
+    def delete(self, server_id: str) -> None: ...
+
+
+class AssociationRepository(Protocol):
+    def add(self, association: Association, account_id: str, region: str) -> None: ...
+    def get(self, token_hash: str) -> Association | None: ...
+    def save(self, association: Association) -> None: ...
+
+
+class JobRepository(Protocol):
+    def add(self, kind: str, server_id: str, now: datetime) -> int: ...
+    def claim(self, now: datetime, lease_seconds: float) -> Job | None: ...
+    def finish(self, job_id: int, *, error: str | None = None) -> None: ...
+    def unfinished(self) -> int: ...
+
+
+class PuppetCaRepository(Protocol):
+    def create(self, server_id: str, ca: CaRecord) -> None: ...
+    def get(self, server_id: str) -> CaRecord | None: ...
+    def allocate_serial(self, server_id: str) -> int: ...
+    def allocate_crl_number(self, server_id: str) -> int: ...
+    def set_crl(self, server_id: str, crl_pem: str) -> None: ...
+    def add_certificate(self, server_id: str, serial: int, certname: str, cert_pem: str, not_after: datetime) -> None: ...
+    def certificates(self, server_id: str, certname: str | None = None) -> list[IssuedCertificate]: ...
+    def certificate_pem(self, server_id: str, certname: str) -> str | None: ...
+    def revoke(self, server_id: str, serial: int, at: datetime) -> None: ...
+
+
+class ChefClientRepository(Protocol):
+    def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> bool: ...
+    def get(self, server_id: str, organization: str, name: str) -> str | None: ...
+    def delete(self, server_id: str, organization: str, name: str) -> bool: ...
+
+
+class AccessKeyRepository(Protocol):
+    def add(self, key: AccessKey, secret_enc: bytes, now: datetime) -> None: ...
+    def get(self, access_key_id: str) -> tuple[AccessKey, bytes] | None: ...
+    def count(self) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    servers: ServerRepository
+    associations: AssociationRepository
+    jobs: JobRepository
+    puppet: PuppetCaRepository
+    chef: ChefClientRepository
+    access_keys: AccessKeyRepository
+
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(self, *exc) -> None: ...
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Provisioned:
+    """What CreateServer returns once (passwords, private keys) and the engine keeps (non-secret)."""
+
+    once: list[dict[str, str]]
+    engine_data: dict[str, object]
+
+
+class Engine(Protocol):
+    """One configuration-management engine (built-in CA / registry, or a remote server)."""
+
+    def prepare(self, server: Server, attributes: Sequence[Mapping[str, str]] | None) -> Provisioned:
+        """Check CreateServer's engine attributes and make the quick secrets (in the request)."""
+
+    def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
+        """Make the slow parts (a CA key) in a background job, outside any transaction;
+        returns the step that stores them, run in the transaction that makes the server HEALTHY."""
+
+    def describe(self, uow: UnitOfWork, server: Server) -> list[dict[str, str]]:
+        """Public engine attributes shown by DescribeServers."""
+
+    def associate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome: ...
+
+    def disassociate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome: ...
+
+    def destroy(self, uow: UnitOfWork, server: Server) -> None:
+        """Forget everything of this server (keys, certificates, clients)."""

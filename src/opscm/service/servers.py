@@ -1,0 +1,103 @@
+"""CreateServer, DescribeServers, DeleteServer."""
+
+from __future__ import annotations
+
+import uuid
+
+from opscm.domain.errors import AlreadyExists, LimitExceeded, NotFound, ValidationFailed
+from opscm.domain.servers import Server, ServerStatus, choose_engine
+
+from .context import Caller, Dependencies
+from .views import server_view
+
+# Members of CreateServerRequest that DescribeServers echoes back unchanged.
+ECHOED_SETTINGS = (
+    "AssociatePublicIpAddress",
+    "BackupRetentionCount",
+    "CustomDomain",
+    "DisableAutomatedBackup",
+    "InstanceProfileArn",
+    "InstanceType",
+    "KeyPair",
+    "PreferredBackupWindow",
+    "PreferredMaintenanceWindow",
+    "SecurityGroupIds",
+    "ServiceRoleArn",
+    "SubnetIds",
+)
+DEFAULT_SETTINGS = {
+    "AssociatePublicIpAddress": True,
+    "BackupRetentionCount": 1,
+    "DisableAutomatedBackup": False,
+    "PreferredBackupWindow": "08:00",
+    "PreferredMaintenanceWindow": "Mon:08:00",
+}
+CUSTOM_DOMAIN_MEMBERS = ("CustomDomain", "CustomCertificate", "CustomPrivateKey")
+
+
+def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
+    choice = choose_engine(params["Engine"], params.get("EngineModel"), params.get("EngineVersion"))
+    if params.get("BackupId"):
+        raise ValidationFailed("Creating a server from a backup (BackupId) is not supported by opscm yet.")
+    given = [m for m in CUSTOM_DOMAIN_MEMBERS if params.get(m)]
+    if given and len(given) != len(CUSTOM_DOMAIN_MEMBERS):
+        raise ValidationFailed("CustomDomain, CustomCertificate and CustomPrivateKey must be given together.")
+    settings = {**DEFAULT_SETTINGS, **{k: params[k] for k in ECHOED_SETTINGS if k in params}}
+    server = Server(
+        id=str(uuid.uuid4()),
+        account_id=caller.account_id,
+        region=caller.region,
+        name=params["ServerName"],
+        engine=choice,
+        status=ServerStatus.CREATING,
+        created_at=deps.clock.now(),
+        endpoint=params.get("CustomDomain") or deps.endpoint_host,
+        settings=settings,
+    )
+    engine = deps.engine_for(choice.engine)
+    # Quick secrets (passwords, a pivotal key) are made before the transaction opens.
+    provisioned = engine.prepare(server, params.get("EngineAttributes"))
+    server.engine_data = dict(provisioned.engine_data)
+    with deps.uow() as uow:
+        if uow.servers.get(caller.account_id, caller.region, server.name) is not None:
+            raise AlreadyExists(f"A server named {server.name} already exists.")
+        if uow.servers.count(caller.account_id, caller.region) >= deps.limits.servers_per_region:
+            raise LimitExceeded(
+                f"You have reached the maximum of {deps.limits.servers_per_region} servers in {caller.region}."
+            )
+        uow.servers.add(server)
+        uow.jobs.add("create-server", server.id, deps.clock.now())
+        uow.commit()
+    deps.wake_jobs()
+    return {"Server": server_view(server, provisioned.once)}
+
+
+def describe_servers(deps: Dependencies, caller: Caller, params: dict) -> dict:
+    with deps.uow(read_only=True) as uow:
+        if params.get("ServerName"):
+            server = uow.servers.get(caller.account_id, caller.region, params["ServerName"])
+            if server is None:
+                raise NotFound()
+            servers = [server]
+        else:
+            servers = uow.servers.list(caller.account_id, caller.region)
+        views = [server_view(s, deps.engine_for(s.engine.engine).describe(uow, s)) for s in servers]
+    return {"Servers": views}
+
+
+def delete_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
+    with deps.uow() as uow:
+        server = require_server(uow, caller, params["ServerName"])
+        server.begin_deletion()
+        uow.servers.save(server)
+        uow.jobs.add("delete-server", server.id, deps.clock.now())
+        uow.commit()
+    deps.wake_jobs()
+    return {}
+
+
+def require_server(uow, caller: Caller, name: str) -> Server:
+    server = uow.servers.get(caller.account_id, caller.region, name)
+    if server is None:
+        raise NotFound()
+    return server

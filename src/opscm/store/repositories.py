@@ -1,0 +1,293 @@
+"""SQL implementations of the service ports, one small class per aggregate."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+
+from opscm.domain.associations import Association, AssociationAction, AssociationStatus
+from opscm.domain.servers import EngineChoice, Server, ServerStatus
+from opscm.service.ports import AccessKey, CaRecord, IssuedCertificate, Job
+
+from . import schema as t
+
+
+class _Repository:
+    def __init__(self, connection: Connection):
+        self._db = connection
+
+
+class SqlServers(_Repository):
+    def add(self, server: Server) -> None:
+        self._db.execute(insert(t.servers).values(**_server_row(server)))
+
+    def get(self, account_id: str, region: str, name: str) -> Server | None:
+        c = t.servers.c
+        return self._one(and_(c.account_id == account_id, c.region == region, c.name == name))
+
+    def get_by_id(self, server_id: str) -> Server | None:
+        return self._one(t.servers.c.id == server_id)
+
+    def list(self, account_id: str, region: str) -> list[Server]:
+        c = t.servers.c
+        rows = self._db.execute(
+            select(t.servers).where(c.account_id == account_id, c.region == region).order_by(c.created_at, c.name)
+        )
+        return [_server(row) for row in rows.mappings()]
+
+    def count(self, account_id: str, region: str) -> int:
+        c = t.servers.c
+        return self._db.scalar(select(func.count()).where(c.account_id == account_id, c.region == region))
+
+    def save(self, server: Server) -> None:
+        row = _server_row(server)
+        self._db.execute(update(t.servers).where(t.servers.c.id == server.id).values(**row))
+
+    def delete(self, server_id: str) -> None:
+        self._db.execute(delete(t.servers).where(t.servers.c.id == server_id))
+
+    def _one(self, condition) -> Server | None:
+        row = self._db.execute(select(t.servers).where(condition)).mappings().first()
+        return _server(row) if row else None
+
+
+def _server_row(server: Server) -> dict:
+    return {
+        "id": server.id,
+        "account_id": server.account_id,
+        "region": server.region,
+        "name": server.name,
+        "engine": server.engine.engine,
+        "engine_model": server.engine.model,
+        "engine_version": server.engine.version,
+        "status": str(server.status),
+        "status_reason": server.status_reason,
+        "endpoint": server.endpoint,
+        "created_at": server.created_at,
+        "settings": server.settings,
+        "engine_data": server.engine_data,
+    }
+
+
+def _server(row) -> Server:
+    return Server(
+        id=row["id"],
+        account_id=row["account_id"],
+        region=row["region"],
+        name=row["name"],
+        engine=EngineChoice(row["engine"], row["engine_model"], row["engine_version"]),
+        status=ServerStatus(row["status"]),
+        status_reason=row["status_reason"],
+        endpoint=row["endpoint"],
+        created_at=row["created_at"],
+        settings=dict(row["settings"]),
+        engine_data=dict(row["engine_data"]),
+    )
+
+
+class SqlAssociations(_Repository):
+    def add(self, association: Association, account_id: str, region: str) -> None:
+        self._db.execute(
+            insert(t.associations).values(
+                token_hash=association.token_hash,
+                account_id=account_id,
+                region=region,
+                server_id=association.server_id,
+                node_name=association.node_name,
+                action=str(association.action),
+                created_at=association.created_at,
+                **_association_state(association),
+            )
+        )
+
+    def get(self, token_hash: str) -> Association | None:
+        row = self._db.execute(select(t.associations).where(t.associations.c.token_hash == token_hash))
+        row = row.mappings().first()
+        if row is None:
+            return None
+        return Association(
+            token_hash=row["token_hash"],
+            server_id=row["server_id"],
+            node_name=row["node_name"],
+            action=AssociationAction(row["action"]),
+            status=AssociationStatus(row["status"]),
+            created_at=row["created_at"],
+            engine_attributes=list(row["engine_attributes"]),
+            status_reason=row["status_reason"],
+        )
+
+    def save(self, association: Association) -> None:
+        c = t.associations.c
+        self._db.execute(
+            update(t.associations).where(c.token_hash == association.token_hash).values(**_association_state(association))
+        )
+
+
+def _association_state(association: Association) -> dict:
+    return {
+        "status": str(association.status),
+        "status_reason": association.status_reason,
+        "engine_attributes": association.engine_attributes,
+    }
+
+
+class SqlJobs(_Repository):
+    def add(self, kind: str, server_id: str, now: datetime) -> int:
+        result = self._db.execute(
+            insert(t.jobs).values(kind=kind, server_id=server_id, state="pending", attempts=0, created_at=now)
+        )
+        return result.inserted_primary_key[0]
+
+    def claim(self, now: datetime, lease_seconds: float) -> Job | None:
+        """Take the oldest pending job whose lease is free; the lease outlives a crashed worker."""
+        c = t.jobs.c
+        free = or_(c.lease_until.is_(None), c.lease_until < now)
+        row = self._db.execute(
+            select(t.jobs).where(c.state == "pending", free).order_by(c.id).limit(1)
+        ).mappings().first()
+        if row is None:
+            return None
+        taken = self._db.execute(
+            update(t.jobs)
+            .where(c.id == row["id"], free)
+            .values(lease_until=now + timedelta(seconds=lease_seconds), attempts=c.attempts + 1)
+        )
+        if taken.rowcount != 1:
+            return None
+        return Job(id=row["id"], kind=row["kind"], server_id=row["server_id"], attempts=row["attempts"] + 1)
+
+    def finish(self, job_id: int, *, error: str | None = None) -> None:
+        self._db.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id == job_id)
+            .values(state="failed" if error else "done", last_error=error, lease_until=None)
+        )
+
+
+    def unfinished(self) -> int:
+        return self._db.scalar(select(func.count()).where(t.jobs.c.state == "pending"))
+
+
+class SqlPuppetCas(_Repository):
+    def create(self, server_id: str, ca: CaRecord) -> None:
+        self._db.execute(
+            insert(t.puppet_cas).values(
+                server_id=server_id,
+                key_enc=ca.key_enc,
+                cert_pem=ca.cert_pem,
+                crl_pem=ca.crl_pem,
+                # Puppet's counter: the CA itself is serial 1.
+                next_serial=2,
+                crl_number=1,
+            )
+        )
+
+    def get(self, server_id: str) -> CaRecord | None:
+        c = t.puppet_cas.c
+        row = self._db.execute(select(c.key_enc, c.cert_pem, c.crl_pem).where(c.server_id == server_id)).first()
+        return CaRecord(key_enc=row.key_enc, cert_pem=row.cert_pem, crl_pem=row.crl_pem) if row else None
+
+    def allocate_serial(self, server_id: str) -> int:
+        return self._take(t.puppet_cas.c.next_serial, server_id)
+
+    def allocate_crl_number(self, server_id: str) -> int:
+        return self._take(t.puppet_cas.c.crl_number, server_id) + 1
+
+    def _take(self, counter, server_id: str) -> int:
+        """Read and advance a counter inside this transaction: the database hands out each value once."""
+        c = t.puppet_cas.c
+        self._db.execute(update(t.puppet_cas).where(c.server_id == server_id).values({counter: counter + 1}))
+        return self._db.scalar(select(counter).where(c.server_id == server_id)) - 1
+
+    def set_crl(self, server_id: str, crl_pem: str) -> None:
+        c = t.puppet_cas.c
+        self._db.execute(update(t.puppet_cas).where(c.server_id == server_id).values(crl_pem=crl_pem))
+
+    def add_certificate(self, server_id: str, serial: int, certname: str, cert_pem: str, not_after: datetime) -> None:
+        self._db.execute(
+            insert(t.puppet_certificates).values(
+                server_id=server_id, serial=serial, certname=certname, cert_pem=cert_pem, not_after=not_after
+            )
+        )
+
+    def certificates(self, server_id: str, certname: str | None = None) -> list[IssuedCertificate]:
+        c = t.puppet_certificates.c
+        query = select(c.serial, c.certname, c.not_after, c.revoked_at).where(c.server_id == server_id)
+        if certname is not None:
+            query = query.where(c.certname == certname)
+        return [IssuedCertificate(*row) for row in self._db.execute(query.order_by(c.serial))]
+
+    def certificate_pem(self, server_id: str, certname: str) -> str | None:
+        c = t.puppet_certificates.c
+        return self._db.scalar(
+            select(c.cert_pem)
+            .where(c.server_id == server_id, c.certname == certname, c.revoked_at.is_(None))
+            .order_by(c.serial.desc())
+            .limit(1)
+        )
+
+    def revoke(self, server_id: str, serial: int, at: datetime) -> None:
+        c = t.puppet_certificates.c
+        self._db.execute(
+            update(t.puppet_certificates).where(c.server_id == server_id, c.serial == serial).values(revoked_at=at)
+        )
+
+
+class SqlChefClients(_Repository):
+    def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> bool:
+        """Register or re-key a client; True when it replaced an existing key."""
+        existed = self.delete(server_id, organization, name)
+        self._db.execute(
+            insert(t.chef_clients).values(
+                server_id=server_id, organization=organization, name=name, public_key_pem=public_key_pem, created_at=now
+            )
+        )
+        return existed
+
+    def get(self, server_id: str, organization: str, name: str) -> str | None:
+        c = t.chef_clients.c
+        return self._db.scalar(
+            select(c.public_key_pem).where(c.server_id == server_id, c.organization == organization, c.name == name)
+        )
+
+    def delete(self, server_id: str, organization: str, name: str) -> bool:
+        c = t.chef_clients.c
+        result = self._db.execute(
+            delete(t.chef_clients).where(c.server_id == server_id, c.organization == organization, c.name == name)
+        )
+        return result.rowcount > 0
+
+
+class SqlAccessKeys(_Repository):
+    def add(self, key: AccessKey, secret_enc: bytes, now: datetime) -> None:
+        self._db.execute(
+            insert(t.access_keys).values(
+                access_key_id=key.access_key_id,
+                account_id=key.account_id,
+                secret_enc=secret_enc,
+                name=key.name,
+                actions=list(key.actions),
+                server_names=list(key.server_names) if key.server_names is not None else None,
+                created_at=now,
+            )
+        )
+
+    def get(self, access_key_id: str) -> tuple[AccessKey, bytes] | None:
+        row = self._db.execute(select(t.access_keys).where(t.access_keys.c.access_key_id == access_key_id))
+        row = row.mappings().first()
+        if row is None:
+            return None
+        names = row["server_names"]
+        key = AccessKey(
+            access_key_id=row["access_key_id"],
+            account_id=row["account_id"],
+            secret_access_key="",
+            name=row["name"],
+            actions=tuple(row["actions"]),
+            server_names=tuple(names) if names is not None else None,
+        )
+        return key, row["secret_enc"]
+
+    def count(self) -> int:
+        return self._db.scalar(select(func.count()).select_from(t.access_keys))

@@ -1,0 +1,138 @@
+"""The tables. Every row belongs to one (account, region), directly or through its server."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+metadata = MetaData()
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", String(128), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("secret_enc", LargeBinary, nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("server_names", JSON, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+servers = Table(
+    "servers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("name", String(40), nullable=False),
+    Column("engine", String(32), nullable=False),
+    Column("engine_model", String(32), nullable=False),
+    Column("engine_version", String(16), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("status_reason", Text, nullable=True),
+    Column("endpoint", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("engine_data", JSON, nullable=False),
+    UniqueConstraint("account_id", "region", "name", name="uq_servers_account_region_name"),
+)
+
+puppet_cas = Table(
+    "puppet_cas",
+    metadata,
+    Column("server_id", String(36), ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
+    Column("key_enc", LargeBinary, nullable=False),
+    Column("cert_pem", Text, nullable=False),
+    Column("next_serial", BigInteger, nullable=False),
+    Column("crl_number", BigInteger, nullable=False),
+    Column("crl_pem", Text, nullable=False),
+)
+
+puppet_certificates = Table(
+    "puppet_certificates",
+    metadata,
+    Column("server_id", String(36), ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
+    Column("serial", BigInteger, primary_key=True),
+    Column("certname", String(255), nullable=False),
+    Column("cert_pem", Text, nullable=False),
+    Column("not_after", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_puppet_certificates_certname", "server_id", "certname"),
+)
+
+chef_clients = Table(
+    "chef_clients",
+    metadata,
+    Column("server_id", String(36), ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
+    Column("organization", String(255), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("public_key_pem", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+associations = Table(
+    "associations",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("server_id", String(36), ForeignKey("servers.id", ondelete="CASCADE"), nullable=False),
+    Column("node_name", String(10000), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text, nullable=True),
+    Column("engine_attributes", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_associations_server", "server_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("server_id", String(36), ForeignKey("servers.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_jobs_state", "state"),
+)

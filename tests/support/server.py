@@ -1,0 +1,98 @@
+"""Start a real ``opscm serve`` subprocess and talk to it like a user would."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+READY = re.compile(r"opscm: serving on (?P<url>http://\S+) \(credentials: (?P<credentials>.+)\)")
+
+
+@dataclasses.dataclass
+class RunningServer:
+    process: subprocess.Popen
+    url: str
+    data_dir: Path
+    credentials_file: Path
+    output: list[str]
+
+    @property
+    def access_key(self) -> tuple[str, str]:
+        parser = configparser.ConfigParser()
+        parser.read(self.credentials_file)
+        return parser["default"]["aws_access_key_id"], parser["default"]["aws_secret_access_key"]
+
+    def client(self, region: str = "us-east-1", key: tuple[str, str] | None = None, retries: int = 0):
+        key_id, secret = key or self.access_key
+        return boto3.client(
+            "opsworkscm",
+            region_name=region,
+            endpoint_url=self.url,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": retries + 1, "mode": "standard"}),
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+def start_server(data_dir: Path, *args: str, timeout: float = 60) -> RunningServer:
+    command = [sys.executable, "-m", "opscm", "serve", "--port", "0", "--data-dir", str(data_dir), *args]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    output: list[str] = []
+    ready = threading.Event()
+    found: dict[str, str] = {}
+
+    def pump():
+        # Keep draining the pipe for the server's whole life so it never blocks on a full pipe.
+        for line in process.stdout:
+            output.append(line)
+            match = READY.search(line)
+            if match and not ready.is_set():
+                found.update(match.groupdict())
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(timeout) or not found:
+        process.kill()
+        raise RuntimeError("opscm serve did not start:\n" + "".join(output))
+    return RunningServer(process, found["url"], data_dir, Path(found["credentials"]), output)
+
+
+def wait_for_status(client, name: str, wanted: str = "HEALTHY", timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        server = client.describe_servers(ServerName=name)["Servers"][0]
+        if server["Status"] == wanted:
+            return server
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server {name} is {server['Status']}, not {wanted}")
+        time.sleep(0.1)
+
+
+def wait_until_gone(client, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.describe_servers(ServerName=name)
+        except client.exceptions.ResourceNotFoundException:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"server {name} still exists")
