@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -71,6 +72,10 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"opscm: serving on {url} (credentials: {credentials})", flush=True)
 
     config = uvicorn.Config(app.asgi, log_level=args.log_level, lifespan="off", access_log=False)
+    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, to the handler found at start:
+    # a handler that ignores it turns a requested stop into a clean exit.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: None)
     try:
         Server(config).run(sockets=[listener])
     finally:
