@@ -33,8 +33,9 @@ def create_asgi_app(pipeline: Pipeline, deps: Dependencies) -> Starlette:
             return _to_starlette(pipeline.protocol.error_response(error, "-"))
         http_request = HttpRequest(
             method=request.method,
-            path=request.url.path,
-            query=request.url.query,
+            # SigV4 signs the path and query as sent, still percent-encoded.
+            path=(request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1"),
+            query=request.scope.get("query_string", b"").decode("latin-1"),
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
         )

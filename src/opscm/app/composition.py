@@ -14,6 +14,7 @@ from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.protocol.json11 import JsonProtocol
 from opscm.service.context import Dependencies, Limits
 from opscm.service.operations import OPERATIONS
+from opscm.service.pagination import PageTokens
 from opscm.store.database import migrate, open_database, sqlite_url
 from opscm.store.unit_of_work import SqlUnitOfWorkFactory
 
@@ -21,7 +22,7 @@ from .asgi import ca_api_prefix, create_asgi_app
 from .credentials import KeyRing, ensure_admin
 from .job_runner import JobRunner
 from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
-from .secret_box import AesGcmBox, load_master_key
+from .secret_box import AesGcmBox, derive_key, load_master_key
 
 
 @dataclasses.dataclass
@@ -32,6 +33,7 @@ class Settings:
     public_url: str = "http://127.0.0.1"  # base of the published CA/CRL URLs
     ca_key_bits: int = 4096
     server_limit: int = 10
+    manual_backup_limit: int = 50
     job_workers: int = 2
     verify_signatures: bool = True
     mock_account_id: str = "123456789012"
@@ -53,7 +55,8 @@ class Application:
         self.database: SqlEngine = open_database(url)
         migrate(self.database)
         uow = SqlUnitOfWorkFactory(self.database)
-        self.secret_box = AesGcmBox(load_master_key(settings.data_dir))
+        master_key = load_master_key(settings.data_dir)
+        self.secret_box = AesGcmBox(master_key)
         self.jobs = JobRunner(settings.job_workers)
         engines = {
             "Puppet": BuiltinPuppet(
@@ -70,7 +73,8 @@ class Application:
             clock=self.clock,
             wake_jobs=self.jobs.wake,
             endpoint_host=settings.endpoint_host,
-            limits=Limits(servers_per_region=settings.server_limit),
+            page_tokens=PageTokens(derive_key(master_key, "page-tokens")),
+            limits=Limits(servers_per_region=settings.server_limit, manual_backups_per_region=settings.manual_backup_limit),
         )
         self.jobs.bind(self.deps)
         if settings.verify_signatures:

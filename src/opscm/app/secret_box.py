@@ -7,6 +7,8 @@ The master key lives in ``master.key`` in the data dir (mode 0600), or comes fro
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -33,6 +35,11 @@ class AesGcmBox:
             raise ValueError("unknown sealed-secret format")
         nonce = sealed[1 : 1 + _NONCE_BYTES]
         return self._aead.decrypt(nonce, sealed[1 + _NONCE_BYTES :], _VERSION)
+
+
+def derive_key(master_key: bytes, purpose: str) -> bytes:
+    """A separate key per purpose (page tokens, ...), so no key serves two algorithms."""
+    return hmac.new(master_key, f"opscm:{purpose}".encode(), hashlib.sha256).digest()
 
 
 def load_master_key(data_dir: Path | None) -> bytes:

@@ -30,3 +30,7 @@ class AlreadyExists(DomainError):
 
 class LimitExceeded(DomainError):
     code = "LimitExceededException"
+
+
+class InvalidNextToken(DomainError):
+    code = "InvalidNextTokenException"

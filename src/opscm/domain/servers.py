@@ -40,6 +40,18 @@ SUPPORTED_ENGINES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+S = ServerStatus
+# Which states allow what, as the OpsWorks CM API reference documents it.
+ASSOCIATION_STATES = (S.HEALTHY,)
+BACKUP_STATES = (S.RUNNING, S.HEALTHY, S.UNHEALTHY)
+MAINTENANCE_STATES = (S.HEALTHY, S.UNHEALTHY)
+ENGINE_UPDATE_STATES = (S.HEALTHY, S.UNHEALTHY)
+RESTORE_STATES = (S.CONNECTION_LOST, S.HEALTHY, S.RUNNING, S.UNHEALTHY, S.TERMINATED)
+EXPORT_REFUSED_STATES = (S.CREATING, S.TERMINATED, S.FAILED, S.DELETING)
+# States a server returns to after a backup or maintenance, and that health checks may flip.
+SETTLED_STATES = (S.HEALTHY, S.UNHEALTHY, S.RUNNING)
+
+
 def choose_engine(engine: str, model: str | None, version: str | None) -> EngineChoice:
     models = SUPPORTED_ENGINES.get(engine)
     if models is None:
@@ -77,6 +89,9 @@ class Server:
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Engine's own non-secret state (e.g. a hash of the admin password, the pivotal public key).
     engine_data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    maintenance_status: str | None = None  # SUCCESS / FAILED of the last maintenance
+    last_automated_backup_at: datetime | None = None
+    last_maintenance_at: datetime | None = None
 
     @property
     def arn(self) -> str:
@@ -88,6 +103,17 @@ class Server:
                 f"{action} is not allowed for server {self.name} in state {self.status}; "
                 f"it needs {' or '.join(allowed)}."
             )
+
+    def refuse_status(self, *refused: ServerStatus, action: str) -> None:
+        if self.status in refused:
+            raise InvalidState(f"{action} is not allowed for server {self.name} in state {self.status}.")
+
+    def enter(self, status: ServerStatus, reason: str | None = None) -> ServerStatus:
+        """Move to a transient state; returns the state to go back to afterwards."""
+        previous = self.status
+        self.status = status
+        self.status_reason = reason
+        return previous
 
     def begin_deletion(self) -> None:
         if self.status == ServerStatus.DELETING:

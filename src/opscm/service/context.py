@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
+from .pagination import PageTokens
 from .ports import Clock, Engine, UnitOfWorkFactory
 
 
@@ -12,11 +13,17 @@ from .ports import Clock, Engine, UnitOfWorkFactory
 class Caller:
     account_id: str
     region: str
+    # Servers an access key may touch; None: all of the account's.
+    server_names: tuple[str, ...] | None = None
+
+    def may_touch(self, server_name: str) -> bool:
+        return self.server_names is None or server_name in self.server_names
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
     servers_per_region: int = 10
+    manual_backups_per_region: int = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +35,7 @@ class Dependencies:
     wake_jobs: Callable[[], None]
     # The host name DescribeServers reports as Endpoint when no CustomDomain is set.
     endpoint_host: str
+    page_tokens: PageTokens
     limits: Limits = Limits()
 
     def engine_for(self, engine_name: str) -> Engine:

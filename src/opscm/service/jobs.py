@@ -30,6 +30,7 @@ def create_server(deps: Dependencies, server_id: str) -> None:
         store(uow)
         server.finish_creation()
         uow.servers.save(server)
+        uow.events.add(server.id, deps.clock.now(), f"Server {server.name} is online and HEALTHY.")
         uow.commit()
 
 
@@ -67,4 +68,5 @@ def _fail(deps: Dependencies, job: Job, reason: str) -> None:
         if server is not None:
             server.fail(f"{job.kind} failed: {reason}")
             uow.servers.save(server)
+            uow.events.add(server.id, deps.clock.now(), f"{job.kind} failed: {reason}")
         uow.commit()

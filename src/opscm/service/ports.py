@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from opscm.domain.associations import Association, Outcome
+from opscm.domain.backups import Backup
 from opscm.domain.servers import Server
 
 
@@ -39,6 +40,16 @@ class Job:
     kind: str
     server_id: str
     attempts: int
+    payload: dict | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    id: int
+    server_id: str
+    created_at: datetime
+    message: str
+    log_url: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +84,34 @@ class AssociationRepository(Protocol):
 
 
 class JobRepository(Protocol):
-    def add(self, kind: str, server_id: str, now: datetime) -> int: ...
+    def add(self, kind: str, server_id: str, now: datetime, payload: dict | None = None) -> int: ...
     def claim(self, now: datetime, lease_seconds: float) -> Job | None: ...
     def finish(self, job_id: int, *, error: str | None = None) -> None: ...
     def unfinished(self) -> int: ...
+
+
+class EventRepository(Protocol):
+    def add(self, server_id: str, now: datetime, message: str, log_url: str | None = None) -> None: ...
+    def list(self, server_id: str) -> list[Event]:
+        """Newest first."""
+
+
+class BackupRepository(Protocol):
+    def add(self, backup: Backup) -> None: ...
+    def get(self, account_id: str, region: str, backup_id: str) -> Backup | None: ...
+    def save(self, backup: Backup) -> None: ...
+    def delete(self, backup_id: str) -> None: ...
+    def list(self, account_id: str, region: str, server_name: str | None = None) -> list[Backup]:
+        """Newest first."""
+    def count(self, account_id: str, region: str, backup_type: str) -> int: ...
+
+
+class TagRepository(Protocol):
+    def put(self, resource_arn: str, tags: Sequence[tuple[str, str]]) -> None:
+        """Add or overwrite tags, keeping the first-seen order of keys."""
+    def remove(self, resource_arn: str, keys: Sequence[str]) -> None: ...
+    def list(self, resource_arn: str) -> list[tuple[str, str]]: ...
+    def delete_all(self, resource_arn: str) -> None: ...
 
 
 class PuppetCaRepository(Protocol):
@@ -110,6 +145,9 @@ class UnitOfWork(Protocol):
     puppet: PuppetCaRepository
     chef: ChefClientRepository
     access_keys: AccessKeyRepository
+    events: EventRepository
+    backups: BackupRepository
+    tags: TagRepository
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *exc) -> None: ...

@@ -66,6 +66,7 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
                 f"You have reached the maximum of {deps.limits.servers_per_region} servers in {caller.region}."
             )
         uow.servers.add(server)
+        uow.events.add(server.id, deps.clock.now(), f"Server {server.name} creation started ({choice.engine}).")
         uow.jobs.add("create-server", server.id, deps.clock.now())
         uow.commit()
     deps.wake_jobs()
@@ -75,14 +76,13 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
 def describe_servers(deps: Dependencies, caller: Caller, params: dict) -> dict:
     with deps.uow(read_only=True) as uow:
         if params.get("ServerName"):
-            server = uow.servers.get(caller.account_id, caller.region, params["ServerName"])
-            if server is None:
-                raise NotFound()
-            servers = [server]
+            servers = [require_server(uow, caller, params["ServerName"])]
         else:
-            servers = uow.servers.list(caller.account_id, caller.region)
-        views = [server_view(s, deps.engine_for(s.engine.engine).describe(uow, s)) for s in servers]
-    return {"Servers": views}
+            servers = [s for s in uow.servers.list(caller.account_id, caller.region) if caller.may_touch(s.name)]
+        scope = f"DescribeServers:{caller.account_id}:{caller.region}:{params.get('ServerName', '')}"
+        page, next_token = deps.page_tokens.page(servers, params, scope)
+        views = [server_view(s, deps.engine_for(s.engine.engine).describe(uow, s)) for s in page]
+    return {"Servers": views, "NextToken": next_token}
 
 
 def delete_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
@@ -97,7 +97,7 @@ def delete_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
 
 
 def require_server(uow, caller: Caller, name: str) -> Server:
-    server = uow.servers.get(caller.account_id, caller.region, name)
+    server = uow.servers.get(caller.account_id, caller.region, name) if caller.may_touch(name) else None
     if server is None:
         raise NotFound()
     return server

@@ -17,6 +17,7 @@ def server_view(server: Server, engine_attributes: list[dict[str, str]]) -> dict
         "EngineAttributes": engine_attributes,
         "Status": str(server.status),
         "StatusReason": server.status_reason,
+        "MaintenanceStatus": server.maintenance_status,
     }
     view.update(server.settings)
     return view

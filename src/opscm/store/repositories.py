@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from opscm.domain.associations import Association, AssociationAction, AssociationStatus
+from opscm.domain.backups import Backup, BackupStatus, BackupType
 from opscm.domain.servers import EngineChoice, Server, ServerStatus
-from opscm.service.ports import AccessKey, CaRecord, IssuedCertificate, Job
+from opscm.service.ports import AccessKey, CaRecord, Event, IssuedCertificate, Job
 
 from . import schema as t
 
@@ -67,6 +68,9 @@ def _server_row(server: Server) -> dict:
         "created_at": server.created_at,
         "settings": server.settings,
         "engine_data": server.engine_data,
+        "maintenance_status": server.maintenance_status,
+        "last_automated_backup_at": server.last_automated_backup_at,
+        "last_maintenance_at": server.last_maintenance_at,
     }
 
 
@@ -83,6 +87,9 @@ def _server(row) -> Server:
         created_at=row["created_at"],
         settings=dict(row["settings"]),
         engine_data=dict(row["engine_data"]),
+        maintenance_status=row["maintenance_status"],
+        last_automated_backup_at=row["last_automated_backup_at"],
+        last_maintenance_at=row["last_maintenance_at"],
     )
 
 
@@ -133,9 +140,11 @@ def _association_state(association: Association) -> dict:
 
 
 class SqlJobs(_Repository):
-    def add(self, kind: str, server_id: str, now: datetime) -> int:
+    def add(self, kind: str, server_id: str, now: datetime, payload: dict | None = None) -> int:
         result = self._db.execute(
-            insert(t.jobs).values(kind=kind, server_id=server_id, state="pending", attempts=0, created_at=now)
+            insert(t.jobs).values(
+                kind=kind, server_id=server_id, state="pending", attempts=0, created_at=now, payload=payload
+            )
         )
         return result.inserted_primary_key[0]
 
@@ -155,7 +164,9 @@ class SqlJobs(_Repository):
         )
         if taken.rowcount != 1:
             return None
-        return Job(id=row["id"], kind=row["kind"], server_id=row["server_id"], attempts=row["attempts"] + 1)
+        return Job(
+            id=row["id"], kind=row["kind"], server_id=row["server_id"], attempts=row["attempts"] + 1, payload=row["payload"]
+        )
 
     def finish(self, job_id: int, *, error: str | None = None) -> None:
         self._db.execute(
@@ -291,3 +302,107 @@ class SqlAccessKeys(_Repository):
 
     def count(self) -> int:
         return self._db.scalar(select(func.count()).select_from(t.access_keys))
+
+
+class SqlEvents(_Repository):
+    def add(self, server_id: str, now: datetime, message: str, log_url: str | None = None) -> None:
+        self._db.execute(insert(t.events).values(server_id=server_id, created_at=now, message=message, log_url=log_url))
+
+    def list(self, server_id: str) -> list[Event]:
+        c = t.events.c
+        rows = self._db.execute(select(t.events).where(c.server_id == server_id).order_by(c.id.desc()))
+        return [Event(**row) for row in rows.mappings()]
+
+
+class SqlBackups(_Repository):
+    def add(self, backup: Backup) -> None:
+        self._db.execute(insert(t.backups).values(**_backup_row(backup)))
+
+    def get(self, account_id: str, region: str, backup_id: str) -> Backup | None:
+        c = t.backups.c
+        row = self._db.execute(
+            select(t.backups).where(c.account_id == account_id, c.region == region, c.id == backup_id)
+        ).mappings().first()
+        return _backup(row) if row else None
+
+    def save(self, backup: Backup) -> None:
+        self._db.execute(update(t.backups).where(t.backups.c.id == backup.id).values(**_backup_row(backup)))
+
+    def delete(self, backup_id: str) -> None:
+        self._db.execute(delete(t.backups).where(t.backups.c.id == backup_id))
+
+    def list(self, account_id: str, region: str, server_name: str | None = None) -> list[Backup]:
+        c = t.backups.c
+        query = select(t.backups).where(c.account_id == account_id, c.region == region)
+        if server_name is not None:
+            query = query.where(c.server_name == server_name)
+        rows = self._db.execute(query.order_by(c.created_at.desc(), c.id.desc()))
+        return [_backup(row) for row in rows.mappings()]
+
+    def count(self, account_id: str, region: str, backup_type: str) -> int:
+        c = t.backups.c
+        return self._db.scalar(
+            select(func.count()).where(c.account_id == account_id, c.region == region, c.backup_type == backup_type)
+        )
+
+
+def _backup_row(backup: Backup) -> dict:
+    return {
+        "id": backup.id,
+        "account_id": backup.account_id,
+        "region": backup.region,
+        "server_id": backup.server_id,
+        "server_name": backup.server_name,
+        "backup_type": str(backup.backup_type),
+        "status": str(backup.status),
+        "status_description": backup.status_description,
+        "description": backup.description,
+        "created_at": backup.created_at,
+        "server_snapshot": backup.server_snapshot,
+        "size_bytes": backup.size_bytes,
+        "location": backup.location,
+    }
+
+
+def _backup(row) -> Backup:
+    return Backup(
+        id=row["id"],
+        account_id=row["account_id"],
+        region=row["region"],
+        server_id=row["server_id"],
+        server_name=row["server_name"],
+        backup_type=BackupType(row["backup_type"]),
+        status=BackupStatus(row["status"]),
+        created_at=row["created_at"],
+        server_snapshot=dict(row["server_snapshot"]),
+        description=row["description"],
+        status_description=row["status_description"],
+        size_bytes=row["size_bytes"],
+        location=row["location"],
+    )
+
+
+class SqlTags(_Repository):
+    def put(self, resource_arn: str, tags) -> None:
+        c = t.tags.c
+        existing = {key for (key, _value) in self.list(resource_arn)}
+        position = self._db.scalar(select(func.coalesce(func.max(c.position), 0)).where(c.resource_arn == resource_arn))
+        for key, value in tags:
+            if key in existing:
+                self._db.execute(update(t.tags).where(c.resource_arn == resource_arn, c.key == key).values(value=value))
+            else:
+                position += 1
+                existing.add(key)
+                self._db.execute(insert(t.tags).values(resource_arn=resource_arn, key=key, value=value, position=position))
+
+    def remove(self, resource_arn: str, keys) -> None:
+        c = t.tags.c
+        self._db.execute(delete(t.tags).where(c.resource_arn == resource_arn, c.key.in_(list(keys))))
+
+    def list(self, resource_arn: str) -> list[tuple[str, str]]:
+        c = t.tags.c
+        rows = self._db.execute(select(c.key, c.value).where(c.resource_arn == resource_arn).order_by(c.position))
+        return [(row.key, row.value) for row in rows]
+
+    def delete_all(self, resource_arn: str) -> None:
+        self._db.execute(delete(t.tags).where(t.tags.c.resource_arn == resource_arn))

@@ -71,6 +71,10 @@ servers = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("settings", JSON, nullable=False),
     Column("engine_data", JSON, nullable=False),
+    Column("maintenance_status", String(16), nullable=True),
+    # When the scheduler last started an automated backup / maintenance (one per window).
+    Column("last_automated_backup_at", UtcDateTime, nullable=True),
+    Column("last_maintenance_at", UtcDateTime, nullable=True),
     UniqueConstraint("account_id", "region", "name", name="uq_servers_account_region_name"),
 )
 
@@ -134,5 +138,47 @@ jobs = Table(
     Column("lease_until", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("payload", JSON, nullable=True),
     Index("ix_jobs_state", "state"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("server_id", String(36), ForeignKey("servers.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("log_url", Text, nullable=True),
+    Index("ix_events_server", "server_id", "id"),
+)
+
+# Backups outlive their server (manual ones are kept after DeleteServer), so no foreign key.
+backups = Table(
+    "backups",
+    metadata,
+    Column("id", String(79), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("server_id", String(36), nullable=False),
+    Column("server_name", String(40), nullable=False),
+    Column("backup_type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_description", Text, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    # The server as it was (engine, settings), echoed by DescribeBackups and used by restores.
+    Column("server_snapshot", JSON, nullable=False),
+    Column("size_bytes", BigInteger, nullable=True),
+    Column("location", Text, nullable=True),
+    Index("ix_backups_account_server", "account_id", "region", "server_name"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("resource_arn", String(1024), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("position", Integer, nullable=False),
 )

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine
 
-from .repositories import SqlAccessKeys, SqlAssociations, SqlChefClients, SqlJobs, SqlPuppetCas, SqlServers
+from .repositories import (
+    SqlAccessKeys,
+    SqlAssociations,
+    SqlBackups,
+    SqlChefClients,
+    SqlEvents,
+    SqlJobs,
+    SqlPuppetCas,
+    SqlServers,
+    SqlTags,
+)
 
 
 class SqlUnitOfWork:
@@ -26,6 +36,9 @@ class SqlUnitOfWork:
         self.puppet = SqlPuppetCas(connection)
         self.chef = SqlChefClients(connection)
         self.access_keys = SqlAccessKeys(connection)
+        self.events = SqlEvents(connection)
+        self.backups = SqlBackups(connection)
+        self.tags = SqlTags(connection)
         return self
 
     def commit(self) -> None:
