@@ -22,7 +22,7 @@ MODEL_PATTERNS: dict[str, tuple[list[str], list[str]]] = {
     ),
     r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$": (
         ["", "Name", "héllo wörld", "日本語", "a:b/c=d+e-f@g_h.i", "x\u00a0y", "\u0663\u0664", "Ωμέγα"],
-        ["a!", "a\tb", "a\nb", "x\n", "tab\t", "emoji\U0001F600", "a#b"],
+        ["a!", "a\tb", "a\nb", "x\n", "tab\t", "emoji\U0001f600", "a#b"],
     ),
     r"[a-zA-Z][a-zA-Z0-9\-]*": (
         ["s", "my-server-1", "Z9"],
@@ -76,12 +76,19 @@ MODEL_PATTERNS: dict[str, tuple[list[str], list[str]]] = {
         ["", "24:00", "8:00", "mon:08:00", "Mon:", "Mon08:00", "08:60", "08:00\n", "Mon:Tue:08:00"],
     ),
     r"arn:aws.*:opsworks-cm:.*:[0-9]{12}:.*": (
-        ["arn:aws:opsworks-cm:us-east-1:123456789012:server/s/id", "arn:aws-cn:opsworks-cm:cn-north-1:123456789012:backup/b"],
+        [
+            "arn:aws:opsworks-cm:us-east-1:123456789012:server/s/id",
+            "arn:aws-cn:opsworks-cm:cn-north-1:123456789012:backup/b",
+        ],
         ["arn:aws:opsworks:us-east-1:123456789012:server/s", "arn:aws:opsworks-cm:us-east-1:12345:server/s", "x"],
     ),
     r"arn:aws:iam::[0-9]{12}:instance-profile/.*": (
         ["arn:aws:iam::123456789012:instance-profile/aws-opsworks-cm-ec2-role"],
-        ["arn:aws:iam::123456789012:role/x", "arn:aws:iam::1234:instance-profile/x", "arn:aws:iam::123456789012:instance-profile/a\nb"],
+        [
+            "arn:aws:iam::123456789012:role/x",
+            "arn:aws:iam::1234:instance-profile/x",
+            "arn:aws:iam::123456789012:instance-profile/a\nb",
+        ],
     ),
     r"arn:aws:iam::[0-9]{12}:role/.*": (
         ["arn:aws:iam::123456789012:role/service-role/aws-opsworks-cm-service-role"],
@@ -139,7 +146,7 @@ def test_model_pattern_behaves_like_java(pattern):
 @given(value=st.text(max_size=300))
 def test_model_patterns_never_fail_on_random_text(pattern, value):
     compiled = compile_pattern(pattern)
-    assert compiled.fullmatch(value, timeout=2) is None or True
+    compiled.fullmatch(value, timeout=2)  # never raises, never hangs
 
 
 @pytest.mark.parametrize("pattern", sorted(MODEL_PATTERNS))
@@ -190,7 +197,7 @@ def test_compile_is_cached():
         # Escapes.
         (r"\Qa.b*c\E+", ["a.b*c", "a.b*cc"], ["aXbbc"]),
         (r"[\Q]-\E]+", ["]-]"], ["a"]),
-        (r"\x41\x{1F600}\u00e9\0101\011\cA\e\t", ["A\U0001F600éA\t\x01\x1b\t"], ["A"]),
+        (r"\x41\x{1F600}\u00e9\0101\011\cA\e\t", ["A\U0001f600éA\t\x01\x1b\t"], ["A"]),
         (r"\.\-\:\/\@", [".-:/@"], ["a-:/@"]),
         # Groups, back references and quantifiers.
         (r"(a)(b)\2\1", ["abba"], ["abab"]),
@@ -253,6 +260,10 @@ def test_java_semantics(pattern, accepted, rejected):
         r"[abc",
         r"\0",
         r"\xZZ",
+        r"\x+1",
+        r"\x{}",
+        r"\x{110000}",
+        r"\u00g0",
         r"\k<undefined",
         r"(?<1bad>a)",
         "a\\",

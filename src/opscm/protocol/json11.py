@@ -1,0 +1,134 @@
+"""The AWS JSON 1.1 wire protocol, server side, driven by the service model.
+
+One small pipeline: :meth:`JsonProtocol.operation_for` (``X-Amz-Target``) ->
+:meth:`JsonProtocol.parse` (decode + validate every constraint) -> the handler ->
+:meth:`JsonProtocol.response` / :meth:`JsonProtocol.error_response`.  No I/O here: the
+ASGI server, the in-process mock and the tests all feed it :class:`HttpRequest`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from botocore.model import OperationModel, ServiceModel
+
+from .errors import ApiError
+from .serializer import serialize_output
+from .validation import validated_input
+
+__all__ = ["CONTENT_TYPE", "HttpRequest", "HttpResponse", "JsonProtocol"]
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP request as received.
+
+    ``path`` and ``query`` are as on the wire (still percent-encoded: ASGI's
+    ``raw_path`` and ``query_string``), which is what SigV4 signs.  ``headers`` keys
+    are lower-cased on construction; a repeated header is one comma-joined value.
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def __post_init__(self) -> None:
+        if any(key != key.lower() for key in self.headers):
+            lowered: dict[str, str] = {}
+            for key, value in self.headers.items():
+                key = key.lower()
+                lowered[key] = f"{lowered[key]},{value}" if key in lowered else value
+            object.__setattr__(self, "headers", lowered)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _dumps(data: object) -> bytes:
+    # ensure_ascii: lone surrogates a client sent stay representable.
+    return json.dumps(data, separators=(",", ":")).encode("ascii")
+
+
+class JsonProtocol:
+    """Target routing, parsing, validation and serialization for one service model."""
+
+    def __init__(self, service_model: ServiceModel):
+        self.service_model = service_model
+        self.target_prefix: str = service_model.metadata["targetPrefix"]
+        self._operations = {name: service_model.operation_model(name) for name in service_model.operation_names}
+
+    def operation_for(self, request: HttpRequest) -> OperationModel:
+        """The operation named by ``X-Amz-Target``, or ``UnknownOperationException``."""
+        if request.method.upper() != "POST":
+            raise ApiError(
+                "UnknownOperationException",
+                f"{request.method} is not supported: JSON 1.1 operations are POST requests with an X-Amz-Target header",
+            )
+        target = request.headers.get("x-amz-target", "").strip()
+        if not target:
+            raise ApiError("UnknownOperationException", "Missing X-Amz-Target header")
+        prefix, dot, name = target.rpartition(".")
+        if not dot or prefix != self.target_prefix or name not in self._operations:
+            raise ApiError("UnknownOperationException", f"Unknown operation {target[:200]!r}")
+        return self._operations[name]
+
+    def parse(self, operation_model: OperationModel, body: bytes) -> dict:
+        """The validated parameters of a request body.
+
+        Returns only members of the input shape, keyed by member name, with nulls
+        dropped (see :func:`opscm.protocol.validation.validated_input`).  Raises
+        ``SerializationException`` for a body that is not a UTF-8 JSON object and
+        ``ValidationException`` for one that breaks the model.
+        """
+        try:
+            text = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ApiError(
+                "SerializationException", f"Request body is not valid UTF-8: {exc.reason} at byte {exc.start}"
+            ) from None
+        if not text.strip():
+            params: object = {}
+        else:
+            try:
+                params = json.loads(text, parse_constant=_reject_constant)
+            except RecursionError:
+                raise ApiError("SerializationException", "Request body is nested too deeply") from None
+            except ValueError as exc:
+                raise ApiError("SerializationException", f"Request body is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise ApiError("SerializationException", "Request body must be a JSON object")
+        try:
+            return validated_input(operation_model, params)
+        except RecursionError:
+            raise ApiError("SerializationException", "Request body is nested too deeply") from None
+
+    def _headers(self, request_id: str) -> list[tuple[str, str]]:
+        return [("Content-Type", CONTENT_TYPE), ("x-amzn-RequestId", request_id)]
+
+    def response(self, operation_model: OperationModel, result: dict, request_id: str) -> HttpResponse:
+        shape = operation_model.output_shape
+        if shape is None:
+            if result:
+                raise ValueError(f"{operation_model.name} has no output; got {sorted(result)}")
+            data: dict = {}
+        else:
+            data = serialize_output(shape, result or {})
+        return HttpResponse(200, self._headers(request_id), _dumps(data))
+
+    def error_response(self, error: ApiError, request_id: str) -> HttpResponse:
+        headers = self._headers(request_id) + [("x-amzn-ErrorType", error.code)]
+        return HttpResponse(error.status_code, headers, _dumps({"__type": error.code, "message": error.message}))

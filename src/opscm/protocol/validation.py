@@ -1,0 +1,365 @@
+"""Input validation driven by the botocore model: one recursive walk over shape and value.
+
+Every constraint the model states is checked (required, type, length, value range,
+pattern, enum) and reported the way AWS words it::
+
+    1 validation error detected: Value 'a b' at 'nodeName' failed to satisfy
+    constraint: Member must satisfy regular expression pattern: ^[\\-\\p{Alnum}_:.]+$
+
+Conventions (AWS's, as its services answer):
+
+* paths are lowerCamel member names joined by ``.``; an item of a list of structures
+  is ``tags.1.member.key`` (1-based), a value of a map of structures
+  ``attributes.<key>.member.x``;
+* items of a list of scalars are reported once for the list, listing every
+  constraint of the item shape: ``Value '[a b, c]' at 'tagKeys' failed to satisfy
+  constraint: Member must satisfy constraint: [Member must have length less than or
+  equal to 128, ...]``; maps likewise with ``Map keys must satisfy constraint: [...]``
+  and ``Map value must satisfy constraint: [...]``;
+* a value whose shape is (or contains) a ``sensitive`` shape is never echoed: the
+  entry reads ``Value at 'engineAttributes.1.member.value' failed to ...``, as AWS
+  does for sensitive members; long values are cut at :data:`MAX_VALUE_CHARS`;
+* a JSON value of the wrong type is a ``Member must be of type <type>`` entry
+  (``true`` is not an integer, ``1.0`` is not an integer, ``1`` is not a string);
+* members the shape does not know are ignored, as AWS ignores them.
+
+String lengths count Unicode code points (Smithy's definition).  Integers must fit in
+32 bits (``long``: 64 bits).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.model import OperationModel, Shape
+
+from .errors import ApiError
+from .patterns import compile_pattern
+
+__all__ = [
+    "MAX_VALUE_CHARS",
+    "MAX_REPORTED_ERRORS",
+    "check_input",
+    "validated_input",
+    "validation_errors",
+    "validation_message",
+]
+
+MAX_VALUE_CHARS = 256
+"""Longest rendering of a value in a message; longer ones end with ``...``."""
+
+MAX_REPORTED_ERRORS = 100
+"""Entries listed in one message; the count in front is always the full count."""
+
+PATTERN_TIMEOUT = 2.0
+"""Seconds a single pattern match may take before the value counts as not matching."""
+
+_INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_SCALARS = frozenset({"string", "integer", "long", "float", "double", "boolean", "timestamp", "blob"})
+_NOT_NULL = "Member must not be null"
+_MISSING = object()
+
+
+def member_path(path: str, member_name: str) -> str:
+    """``path`` extended by a member, lowerCamel as AWS writes it."""
+    name = member_name[:1].lower() + member_name[1:]
+    return f"{path}.{name}" if path else name
+
+
+def _item_path(path: str, key: object) -> str:
+    return f"{path}.{key}.member" if path else f"{key}.member"
+
+
+# -- rendering values -----------------------------------------------------------------
+
+
+def _pieces(value: Any) -> Iterator[str]:
+    """Java ``toString``-like rendering: ``[a, b]``, ``{k=v}``, ``true``, ``null``."""
+    if value is None:
+        yield "null"
+    elif isinstance(value, bool):
+        yield "true" if value else "false"
+    elif isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        yield "["
+        for index, item in enumerate(value):
+            if index:
+                yield ", "
+            yield from _pieces(item)
+        yield "]"
+    elif isinstance(value, dict):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield (", " if index else "") + f"{key}="
+            yield from _pieces(item)
+        yield "}"
+    else:
+        yield str(value)
+
+
+def _render(value: Any) -> str:
+    out: list[str] = []
+    size = 0
+    for piece in _pieces(value):
+        out.append(piece)
+        size += len(piece)
+        if size > MAX_VALUE_CHARS:
+            return "".join(out)[:MAX_VALUE_CHARS] + "..."
+    return "".join(out)
+
+
+def _is_sensitive(shape: Shape, _seen: frozenset[str] = frozenset()) -> bool:
+    """Whether the shape or anything inside it is marked ``sensitive``."""
+    if shape.metadata.get("sensitive"):
+        return True
+    if shape.name in _seen:
+        return False
+    seen = _seen | {shape.name}
+    if shape.type_name == "structure":
+        return any(_is_sensitive(member, seen) for member in shape.members.values())
+    if shape.type_name == "list":
+        return _is_sensitive(shape.member, seen)
+    if shape.type_name == "map":
+        return _is_sensitive(shape.key, seen) or _is_sensitive(shape.value, seen)
+    return False
+
+
+def _entry(shape: Shape, value: Any, path: str, constraint: str) -> str:
+    if value is None:
+        shown = "Value null"
+    elif _is_sensitive(shape):
+        shown = "Value"
+    else:
+        shown = f"Value '{_render(value)}'"
+    return f"{shown} at '{path}' failed to satisfy constraint: {constraint}"
+
+
+# -- scalar constraints ---------------------------------------------------------------
+
+
+def _constraints(shape: Shape) -> list[tuple[str, Callable[[Any], bool]]]:
+    """The constraints of a scalar shape, in AWS's order, as ``(text, predicate)``."""
+    meta = shape.metadata
+    kind = shape.type_name
+    checks: list[tuple[str, Callable[[Any], bool]]] = []
+    if kind in ("string", "blob", "integer", "long", "float", "double"):
+        measure, size = ("length", len) if kind in ("string", "blob") else ("value", _identity)
+        if "max" in meta:
+            high = meta["max"]
+            checks.append((f"Member must have {measure} less than or equal to {high}", lambda v: not size(v) > high))
+        if "min" in meta:
+            low = meta["min"]
+            checks.append((f"Member must have {measure} greater than or equal to {low}", lambda v: not size(v) < low))
+    if kind == "string" and "pattern" in meta:
+        compiled = compile_pattern(meta["pattern"])
+        text = f"Member must satisfy regular expression pattern: {meta['pattern']}"
+        checks.append((text, lambda v: _pattern_matches(compiled, v)))
+    if kind == "string" and "enum" in meta:
+        allowed = frozenset(meta["enum"])
+        checks.append((f"Member must satisfy enum value set: [{', '.join(meta['enum'])}]", lambda v: v in allowed))
+    return checks
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _pattern_matches(compiled: Any, value: str) -> bool:
+    try:
+        return compiled.fullmatch(value, timeout=PATTERN_TIMEOUT) is not None
+    except TimeoutError:
+        return False
+
+
+def _coerce_scalar(shape: Shape, value: Any) -> Any:
+    """The Python value of a JSON scalar for the shape, or ``_MISSING`` if mistyped."""
+    kind = shape.type_name
+    if kind == "string":
+        return value if isinstance(value, str) else _MISSING
+    if kind == "boolean":
+        return value if isinstance(value, bool) else _MISSING
+    if kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        return value if ok else _MISSING
+    if kind in ("float", "double"):
+        if isinstance(value, str):
+            return _SPECIAL_FLOATS.get(value, _MISSING)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return value if ok else _MISSING
+    if kind == "timestamp":
+        return _timestamp(value)
+    if kind == "blob":
+        if not isinstance(value, str):
+            return _MISSING
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return _MISSING
+    raise AssertionError(kind)
+
+
+def _timestamp(value: Any) -> Any:
+    """Epoch seconds (number) or an ISO 8601 string, as an aware UTC datetime."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip())
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    return _MISSING
+
+
+# -- the walk ---------------------------------------------------------------------------
+
+
+class _Walk:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, shape: Shape, value: Any, path: str, constraint: str) -> None:
+        self.errors.append(_entry(shape, value, path, constraint))
+
+    def wrong_type(self, shape: Shape, value: Any, path: str) -> Any:
+        self.error(shape, value, path, f"Member must be of type {shape.type_name}")
+        return _MISSING
+
+    def value(self, shape: Shape, value: Any, path: str) -> Any:
+        """Check one non-null value; return its cleaned form (``_MISSING`` if mistyped)."""
+        kind = shape.type_name
+        if kind == "structure":
+            if shape.is_document_type:
+                return value
+            if not isinstance(value, dict):
+                return self.wrong_type(shape, value, path)
+            return self.structure(shape, value, path)
+        if kind == "list":
+            if not isinstance(value, list):
+                return self.wrong_type(shape, value, path)
+            self.size(shape, value, path)
+            if shape.member.type_name in _SCALARS:
+                return self.scalar_items(shape, shape.member, value, path, "Member", enumerate(value, 1))
+            return [self.item(shape.member, item, _item_path(path, index)) for index, item in enumerate(value, 1)]
+        if kind == "map":
+            if not isinstance(value, dict):
+                return self.wrong_type(shape, value, path)
+            self.size(shape, value, path)
+            return self.map(shape, value, path)
+        cleaned = _coerce_scalar(shape, value)
+        if cleaned is _MISSING:
+            return self.wrong_type(shape, value, path)
+        for text, ok in _constraints(shape):
+            if not ok(cleaned):
+                self.error(shape, value, path, text)
+        return cleaned
+
+    def item(self, shape: Shape, value: Any, path: str) -> Any:
+        if value is None:
+            self.error(shape, None, path, _NOT_NULL)
+            return None
+        return self.value(shape, value, path)
+
+    def size(self, shape: Shape, value: Any, path: str) -> None:
+        meta = shape.metadata
+        if "max" in meta and len(value) > meta["max"]:
+            self.error(shape, value, path, f"Member must have length less than or equal to {meta['max']}")
+        if "min" in meta and len(value) < meta["min"]:
+            self.error(shape, value, path, f"Member must have length greater than or equal to {meta['min']}")
+
+    def structure(self, shape: Shape, value: dict, path: str) -> dict:
+        cleaned = {}
+        required = set(shape.required_members)
+        for name, member in shape.members.items():
+            wire_name = member.serialization.get("name", name)
+            raw = value.get(wire_name)
+            sub_path = member_path(path, name)
+            if raw is None:
+                if name in required:
+                    self.error(member, None, sub_path, _NOT_NULL)
+                continue
+            result = self.value(member, raw, sub_path)
+            if result is not _MISSING:
+                cleaned[name] = result
+        return cleaned
+
+    def scalar_items(
+        self, container_shape: Shape, shape: Shape, container: Any, path: str, label: str, items: Any
+    ) -> Any:
+        """Scalars inside a list or map: one entry for the container if any item fails."""
+        failed = has_null = False
+        cleaned: dict[Any, Any] = {}
+        checks = _constraints(shape)
+        for key, item in items:
+            if item is None:
+                has_null = True
+                continue
+            result = _coerce_scalar(shape, item)
+            if result is _MISSING:
+                self.wrong_type(shape, item, _item_path(path, key))
+                continue
+            failed = failed or not all(ok(result) for _, ok in checks)
+            cleaned[key] = result
+        if failed or has_null:
+            texts = [text for text, _ in checks] + ([_NOT_NULL] if has_null else [])
+            self.error(container_shape, container, path, f"{label} must satisfy constraint: [{', '.join(texts)}]")
+        return list(cleaned.values()) if isinstance(container, list) else cleaned
+
+    def map(self, shape: Shape, value: dict, path: str) -> dict:
+        self.scalar_items(shape, shape.key, value, path, "Map keys", ((key, key) for key in value))
+        if shape.value.type_name in _SCALARS:
+            return self.scalar_items(shape, shape.value, value, path, "Map value", value.items())
+        return {key: self.item(shape.value, item, _item_path(path, key)) for key, item in value.items()}
+
+
+def _walk(shape: Shape, value: Any, path: str) -> tuple[list[str], Any]:
+    walk = _Walk()
+    if value is None:
+        walk.error(shape, None, path, _NOT_NULL)
+        return walk.errors, None
+    cleaned = walk.value(shape, value, path)
+    return walk.errors, cleaned
+
+
+def validation_errors(shape: Shape, value: Any, *, path: str = "") -> list[str]:
+    """Every constraint of *shape* that *value* (decoded JSON) violates, as AWS words it."""
+    return _walk(shape, value, path)[0]
+
+
+def validation_message(errors: list[str]) -> str:
+    count = len(errors)
+    noun = "validation error" if count == 1 else "validation errors"
+    listed = "; ".join(errors[:MAX_REPORTED_ERRORS])
+    if count > MAX_REPORTED_ERRORS:
+        listed += f"; ... ({count - MAX_REPORTED_ERRORS} more)"
+    return f"{count} {noun} detected: {listed}"
+
+
+def validated_input(operation_model: OperationModel, params: dict) -> dict:
+    """The request parameters as the handlers get them, or ``ValidationException``.
+
+    Only members of the input shape are kept (keyed by member name), nulls dropped,
+    timestamps as aware UTC datetimes, blobs as bytes.
+    """
+    shape = operation_model.input_shape
+    if shape is None:
+        return {}
+    errors, cleaned = _walk(shape, params, "")
+    if errors:
+        raise ApiError("ValidationException", validation_message(errors))
+    return cleaned
+
+
+def check_input(operation_model: OperationModel, params: dict) -> None:
+    """Raise ``ApiError("ValidationException", ...)`` if *params* break the model."""
+    validated_input(operation_model, params)
