@@ -67,3 +67,28 @@ class JobRunner:
             except Exception:  # noqa: BLE001 - keep the runner alive across a store hiccup
                 log.exception("job runner error")
             self._wake.wait(POLL_SECONDS)
+
+
+class PeriodicTask:
+    """Calls ``task`` every ``interval`` seconds in a daemon thread (the scheduler, health checks)."""
+
+    def __init__(self, name: str, interval: float, task):
+        self._interval = interval
+        self._task = task
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._task()
+            except Exception:  # noqa: BLE001 - the next period tries again
+                log.exception("periodic task %s failed", self._thread.name)

@@ -45,14 +45,21 @@ class BuiltinPuppet:
         engine_data = {"admin_password_hash": hash_password(password)}
         if values.get("PUPPET_R10K_REMOTE"):
             engine_data["r10k_remote"] = values["PUPPET_R10K_REMOTE"]
-        return Provisioned(once=[{"Name": ADMIN_PASSWORD, "Value": password}], engine_data=engine_data)
+        record = self._new_ca(server)
+        return Provisioned(
+            once=[{"Name": ADMIN_PASSWORD, "Value": password}],
+            engine_data=engine_data,
+            store=lambda uow: uow.puppet.create(server.id, record),
+        )
 
     def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
+        return lambda uow: None  # the CA was made with the server
+
+    def _new_ca(self, server: Server) -> CaRecord:
         now = self._clock.now()
         material = create_ca(server.name, now=now, key_bits=self._ca_key_bits)
         crl = CaSigner(material.key_pem, material.cert_pem).crl([], number=1, now=now)
-        record = CaRecord(key_enc=self._box.seal(material.key_pem), cert_pem=material.cert_pem, crl_pem=crl)
-        return lambda uow: uow.puppet.create(server.id, record)
+        return CaRecord(key_enc=self._box.seal(material.key_pem), cert_pem=material.cert_pem, crl_pem=crl)
 
     def describe(self, uow: UnitOfWork, server: Server) -> list[dict[str, str]]:
         ca = uow.puppet.get(server.id)

@@ -9,13 +9,14 @@ import logging
 
 from opscm.domain.servers import ServerStatus
 
+from . import maintenance
 from .context import Dependencies
 from .ports import Job
 
 log = logging.getLogger(__name__)
 
 
-def create_server(deps: Dependencies, server_id: str) -> None:
+def create_server(deps: Dependencies, server_id: str, payload: dict) -> None:
     with deps.uow(read_only=True) as uow:
         server = uow.servers.get_by_id(server_id)
     if server is None or server.status is not ServerStatus.CREATING:
@@ -34,7 +35,7 @@ def create_server(deps: Dependencies, server_id: str) -> None:
         uow.commit()
 
 
-def delete_server(deps: Dependencies, server_id: str) -> None:
+def delete_server(deps: Dependencies, server_id: str, payload: dict) -> None:
     with deps.uow() as uow:
         server = uow.servers.get_by_id(server_id)
         if server is None:
@@ -45,13 +46,17 @@ def delete_server(deps: Dependencies, server_id: str) -> None:
         uow.commit()
 
 
-JOB_KINDS = {"create-server": create_server, "delete-server": delete_server}
+JOB_KINDS = {
+    "create-server": create_server,
+    "delete-server": delete_server,
+    "maintenance": maintenance.run_maintenance,
+}
 
 
 def run_job(deps: Dependencies, job: Job) -> None:
     """Run one claimed job to its end; a failure is recorded on the job and the server."""
     try:
-        JOB_KINDS[job.kind](deps, job.server_id)
+        JOB_KINDS[job.kind](deps, job.server_id, job.payload or {})
     except Exception as error:  # noqa: BLE001 - a job must end in a definite state
         log.exception("job %s (%s) for server %s failed", job.id, job.kind, job.server_id)
         _fail(deps, job, f"{type(error).__name__}: {error}")

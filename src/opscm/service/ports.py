@@ -72,6 +72,7 @@ class ServerRepository(Protocol):
     def get(self, account_id: str, region: str, name: str) -> Server | None: ...
     def get_by_id(self, server_id: str) -> Server | None: ...
     def list(self, account_id: str, region: str) -> list[Server]: ...
+    def list_all(self) -> list[Server]: ...
     def count(self, account_id: str, region: str) -> int: ...
     def save(self, server: Server) -> None: ...
     def delete(self, server_id: str) -> None: ...
@@ -160,21 +161,24 @@ class UnitOfWorkFactory(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Provisioned:
-    """What CreateServer returns once (passwords, private keys) and the engine keeps (non-secret)."""
+    """What CreateServer returns once (passwords, private keys), what the engine keeps (non-secret),
+    and the step that stores its material (a CA) in the transaction that creates the server."""
 
     once: list[dict[str, str]]
     engine_data: dict[str, object]
+    store: Callable[[UnitOfWork], None] = lambda uow: None
 
 
 class Engine(Protocol):
     """One configuration-management engine (built-in CA / registry, or a remote server)."""
 
     def prepare(self, server: Server, attributes: Sequence[Mapping[str, str]] | None) -> Provisioned:
-        """Check CreateServer's engine attributes and make the quick secrets (in the request)."""
+        """Check CreateServer's engine attributes and make the server's keys (in the request,
+        outside any transaction: the response carries the CA certificate in the starter kit)."""
 
     def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
-        """Make the slow parts (a CA key) in a background job, outside any transaction;
-        returns the step that stores them, run in the transaction that makes the server HEALTHY."""
+        """Bring the engine up in a background job, outside any transaction (a remote engine's
+        setup); returns the step run in the transaction that makes the server HEALTHY."""
 
     def describe(self, uow: UnitOfWork, server: Server) -> list[dict[str, str]]:
         """Public engine attributes shown by DescribeServers."""
@@ -185,3 +189,18 @@ class Engine(Protocol):
 
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         """Forget everything of this server (keys, certificates, clients)."""
+
+    def maintain(self, uow: UnitOfWork, server: Server) -> list[str]:
+        """Routine upkeep (republish the CRL, prune expired certificates); returns what was done."""
+
+    def check_health(self, uow: UnitOfWork, server: Server) -> str | None:
+        """None when the engine works; otherwise why it does not."""
+
+    def update_attribute(self, uow: UnitOfWork, server: Server, name: str, value: str | None) -> list[dict[str, str]]:
+        """UpdateServerEngineAttributes; returns attributes shown once (a new private key)."""
+
+    def snapshot(self, uow: UnitOfWork, server: Server) -> dict:
+        """The engine's whole state as JSON-able data (private keys sealed), for a backup."""
+
+    def restore(self, uow: UnitOfWork, server: Server, snapshot: dict) -> None:
+        """Bring a snapshot back onto ``server`` (same CA; later associations gone)."""

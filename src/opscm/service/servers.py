@@ -55,7 +55,7 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
         settings=settings,
     )
     engine = deps.engine_for(choice.engine)
-    # Quick secrets (passwords, a pivotal key) are made before the transaction opens.
+    # Keys (a CA, a pivotal key) are made before the transaction opens: it holds the write lock.
     provisioned = engine.prepare(server, params.get("EngineAttributes"))
     server.engine_data = dict(provisioned.engine_data)
     with deps.uow() as uow:
@@ -66,6 +66,7 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
                 f"You have reached the maximum of {deps.limits.servers_per_region} servers in {caller.region}."
             )
         uow.servers.add(server)
+        provisioned.store(uow)
         uow.events.add(server.id, deps.clock.now(), f"Server {server.name} creation started ({choice.engine}).")
         uow.jobs.add("create-server", server.id, deps.clock.now())
         uow.commit()

@@ -37,6 +37,10 @@ class SqlServers(_Repository):
         )
         return [_server(row) for row in rows.mappings()]
 
+    def list_all(self) -> list[Server]:
+        rows = self._db.execute(select(t.servers).order_by(t.servers.c.created_at))
+        return [_server(row) for row in rows.mappings()]
+
     def count(self, account_id: str, region: str) -> int:
         c = t.servers.c
         return self._db.scalar(select(func.count()).where(c.account_id == account_id, c.region == region))
