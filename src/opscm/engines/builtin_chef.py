@@ -14,6 +14,7 @@ from opscm.service.ports import Clock, Provisioned, UnitOfWork
 
 PIVOTAL_KEY = "CHEF_AUTOMATE_PIVOTAL_KEY"
 ADMIN_PASSWORD = "CHEF_AUTOMATE_ADMIN_PASSWORD"
+RESET_PIVOTAL_KEY = "CHEF_PIVOTAL_KEY"
 
 
 class BuiltinChef:
@@ -64,6 +65,38 @@ class BuiltinChef:
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # Client rows go with the server (ON DELETE CASCADE); the pivotal key was never stored.
         pass
+
+    def maintain(self, uow: UnitOfWork, server: Server) -> list[str]:
+        # The registry holds only public keys: checking them is the upkeep there is.
+        clients = uow.chef.list(server.id)
+        unusable = [c.name for c in clients if not _usable(c.public_key_pem)]
+        return [f"Checked {len(clients)} client key(s); unusable: {', '.join(unusable) or 'none'}."]
+
+    def check_health(self, uow: UnitOfWork, server: Server) -> str | None:
+        if not _usable(server.engine_data.get("pivotal_public_key", "")):
+            return "the pivotal public key is missing or unusable"
+        return None
+
+    def update_attribute(self, uow: UnitOfWork, server: Server, name: str, value: str | None) -> list[dict[str, str]]:
+        if name != RESET_PIVOTAL_KEY:
+            raise ValidationFailed(f"AttributeName {name} cannot be updated on a Chef server; use {RESET_PIVOTAL_KEY}.")
+        once = []
+        if value:
+            public_key = _public_key(value, RESET_PIVOTAL_KEY)
+        else:
+            private_key, public_key = generate_rsa_key(self._pivotal_key_bits)
+            once.append({"Name": RESET_PIVOTAL_KEY, "Value": private_key})
+        # The old pivotal key stops being valid: only the new public half is kept.
+        server.engine_data["pivotal_public_key"] = public_key
+        return once
+
+
+def _usable(pem: str) -> bool:
+    try:
+        check_rsa_public_key(pem)
+    except PkiError:
+        return False
+    return True
 
 
 def _public_key(pem: str, attribute: str) -> str:

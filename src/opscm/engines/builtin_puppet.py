@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from cryptography import x509
+
 from opscm.domain.associations import PUPPET_NODE_CERT, AssociationStatus, Outcome, puppet_csr, puppet_disassociation
 from opscm.domain.engine_attributes import attribute_map
 from opscm.domain.errors import InvalidState, NotFound, ValidationFailed
@@ -97,6 +99,36 @@ class BuiltinPuppet:
         # The CA row, its key and every certificate row are deleted with the server (ON DELETE CASCADE).
         pass
 
+    def maintain(self, uow: UnitOfWork, server: Server) -> list[str]:
+        signer = self._signer(uow, server)
+        now = self._clock.now()
+        # Expired certificates can no longer be used, revoked or not: they leave the active set and the CRL.
+        pruned = uow.puppet.delete_expired(server.id, now)
+        number = self._publish_crl(uow, server, signer)
+        return [f"Pruned {pruned} expired certificate(s).", f"Republished the CRL (CRL number {number})."]
+
+    def check_health(self, uow: UnitOfWork, server: Server) -> str | None:
+        ca = uow.puppet.get(server.id)
+        if ca is None:
+            return "the certificate authority is missing"
+        try:
+            CaSigner(self._box.open(ca.key_enc), ca.cert_pem)
+        except Exception as error:  # noqa: BLE001 - any failure to load the key means no signing
+            return f"the CA key cannot be used ({type(error).__name__})"
+        crl = x509.load_pem_x509_crl(ca.crl_pem.encode())
+        if crl.next_update_utc is not None and crl.next_update_utc < self._clock.now():
+            return "the CRL has expired; run maintenance to republish it"
+        return None
+
+    def update_attribute(self, uow: UnitOfWork, server: Server, name: str, value: str | None) -> list[dict[str, str]]:
+        if name != ADMIN_PASSWORD:
+            raise ValidationFailed(f"AttributeName {name} cannot be updated on a Puppet server; use {ADMIN_PASSWORD}.")
+        if not value:
+            raise ValidationFailed(f"{ADMIN_PASSWORD} needs an AttributeValue.")
+        check_admin_password(ADMIN_PASSWORD, value)
+        server.engine_data["admin_password_hash"] = hash_password(value)
+        return []
+
     def _signer(self, uow: UnitOfWork, server: Server) -> CaSigner:
         ca = uow.puppet.get(server.id)
         if ca is None:
@@ -110,7 +142,8 @@ class BuiltinPuppet:
             uow.puppet.revoke(server.id, serial, now)
         return serials
 
-    def _publish_crl(self, uow: UnitOfWork, server: Server, signer: CaSigner) -> None:
+    def _publish_crl(self, uow: UnitOfWork, server: Server, signer: CaSigner) -> int:
         revoked = [(c.serial, c.revoked_at) for c in uow.puppet.certificates(server.id) if c.revoked_at is not None]
         number = uow.puppet.allocate_crl_number(server.id)
         uow.puppet.set_crl(server.id, signer.crl(revoked, number=number, now=self._clock.now()))
+        return number

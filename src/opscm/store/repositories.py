@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, upda
 from opscm.domain.associations import Association, AssociationAction, AssociationStatus
 from opscm.domain.backups import Backup, BackupStatus, BackupType
 from opscm.domain.servers import EngineChoice, Server, ServerStatus
-from opscm.service.ports import AccessKey, CaRecord, Event, IssuedCertificate, Job
+from opscm.service.ports import AccessKey, CaRecord, ChefClient, Event, IssuedCertificate, Job
 
 from . import schema as t
 
@@ -242,6 +242,11 @@ class SqlPuppetCas(_Repository):
             .limit(1)
         )
 
+    def delete_expired(self, server_id: str, now: datetime) -> int:
+        c = t.puppet_certificates.c
+        result = self._db.execute(delete(t.puppet_certificates).where(c.server_id == server_id, c.not_after < now))
+        return result.rowcount
+
     def revoke(self, server_id: str, serial: int, at: datetime) -> None:
         c = t.puppet_certificates.c
         self._db.execute(
@@ -259,6 +264,15 @@ class SqlChefClients(_Repository):
             )
         )
         return existed
+
+    def list(self, server_id: str) -> list[ChefClient]:
+        c = t.chef_clients.c
+        rows = self._db.execute(
+            select(c.organization, c.name, c.public_key_pem, c.created_at)
+            .where(c.server_id == server_id)
+            .order_by(c.organization, c.name)
+        )
+        return [ChefClient(*row) for row in rows]
 
     def get(self, server_id: str, organization: str, name: str) -> str | None:
         c = t.chef_clients.c
