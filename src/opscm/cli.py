@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--public-url", help="base URL of published CA documents (default: the URL served on)")
     serve.add_argument("--ca-key-bits", type=int, default=4096, choices=(2048, 3072, 4096), help="RSA size of new Puppet CAs")
     serve.add_argument("--server-limit", type=int, default=10, help="servers per account and region (default 10)")
+    serve.add_argument("--schedule-interval", type=float, default=30.0, help="seconds between window checks (default 30)")
+    serve.add_argument("--health-interval", type=float, default=60.0, help="seconds between health checks (default 60)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
 
@@ -57,6 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url or url,
         ca_key_bits=args.ca_key_bits,
         server_limit=args.server_limit,
+        schedule_interval=args.schedule_interval,
+        health_interval=args.health_interval,
     )
     app = Application(settings)
     created = app.ensure_admin_credentials()

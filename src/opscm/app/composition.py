@@ -13,6 +13,7 @@ from opscm.engines.builtin_chef import BuiltinChef
 from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.protocol.json11 import JsonProtocol
 from opscm.service.context import Dependencies, Limits
+from opscm.service import health, schedule
 from opscm.service.operations import OPERATIONS
 from opscm.service.pagination import PageTokens
 from opscm.store.database import migrate, open_database, sqlite_url
@@ -20,7 +21,7 @@ from opscm.store.unit_of_work import SqlUnitOfWorkFactory
 
 from .asgi import ca_api_prefix, create_asgi_app
 from .credentials import KeyRing, ensure_admin
-from .job_runner import JobRunner
+from .job_runner import JobRunner, PeriodicTask
 from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
 from .secret_box import AesGcmBox, derive_key, load_master_key
 
@@ -35,6 +36,8 @@ class Settings:
     server_limit: int = 10
     manual_backup_limit: int = 50
     job_workers: int = 2
+    schedule_interval: float = 30.0  # seconds between checks of backup / maintenance windows
+    health_interval: float = 60.0  # seconds between engine health checks
     verify_signatures: bool = True
     mock_account_id: str = "123456789012"
     mock_region: str = "us-east-1"
@@ -77,6 +80,10 @@ class Application:
             limits=Limits(servers_per_region=settings.server_limit, manual_backups_per_region=settings.manual_backup_limit),
         )
         self.jobs.bind(self.deps)
+        self.periodic = [
+            PeriodicTask("opscm-schedule", settings.schedule_interval, lambda: schedule.tick(self.deps)),
+            PeriodicTask("opscm-health", settings.health_interval, lambda: health.check_all(self.deps)),
+        ]
         if settings.verify_signatures:
             authenticate = Authenticator(KeyRing(uow, self.secret_box), self.clock)
         else:
@@ -90,8 +97,12 @@ class Application:
 
     def start(self) -> None:
         self.jobs.start()
+        for task in self.periodic:
+            task.start()
 
     def close(self) -> None:
+        for task in self.periodic:
+            task.stop()
         self.jobs.stop()
         self.database.dispose()
 

@@ -41,6 +41,7 @@ def delete_server(deps: Dependencies, server_id: str, payload: dict) -> None:
         if server is None:
             return
         deps.engine_for(server.engine.engine).destroy(uow, server)
+        uow.tags.delete_all(server.arn)
         # Certificates, clients, associations and jobs of the server go with it (ON DELETE CASCADE).
         uow.servers.delete(server.id)
         uow.commit()

@@ -1,6 +1,6 @@
 """Operation name -> handler. Operations missing here answer NotImplementedException."""
 
-from . import nodes, servers
+from . import account, events, maintenance, nodes, servers, tags, updates
 
 OPERATIONS = {
     "AssociateNode": nodes.associate_node,
@@ -9,4 +9,12 @@ OPERATIONS = {
     "DescribeNodeAssociationStatus": nodes.describe_node_association_status,
     "DescribeServers": servers.describe_servers,
     "DisassociateNode": nodes.disassociate_node,
+    "DescribeAccountAttributes": account.describe_account_attributes,
+    "DescribeEvents": events.describe_events,
+    "ListTagsForResource": tags.list_tags_for_resource,
+    "StartMaintenance": maintenance.start_maintenance_operation,
+    "TagResource": tags.tag_resource,
+    "UntagResource": tags.untag_resource,
+    "UpdateServer": updates.update_server,
+    "UpdateServerEngineAttributes": updates.update_server_engine_attributes,
 }

@@ -6,6 +6,7 @@ import uuid
 
 from opscm.domain.errors import AlreadyExists, LimitExceeded, NotFound, ValidationFailed
 from opscm.domain.servers import Server, ServerStatus, choose_engine
+from opscm.domain.tags import check_tag_count, tag_pairs
 
 from .context import Caller, Dependencies
 from .views import server_view
@@ -54,6 +55,8 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
         endpoint=params.get("CustomDomain") or deps.endpoint_host,
         settings=settings,
     )
+    tags = tag_pairs(params.get("Tags"))
+    check_tag_count((), (key for key, _ in tags))
     engine = deps.engine_for(choice.engine)
     # Keys (a CA, a pivotal key) are made before the transaction opens: it holds the write lock.
     provisioned = engine.prepare(server, params.get("EngineAttributes"))
@@ -67,6 +70,7 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
             )
         uow.servers.add(server)
         provisioned.store(uow)
+        uow.tags.put(server.arn, tags)
         uow.events.add(server.id, deps.clock.now(), f"Server {server.name} creation started ({choice.engine}).")
         uow.jobs.add("create-server", server.id, deps.clock.now())
         uow.commit()

@@ -1,0 +1,67 @@
+"""UpdateServer (settings, synchronous) and UpdateServerEngineAttributes (one at a time, MODIFYING)."""
+
+from __future__ import annotations
+
+from opscm.domain.errors import ValidationFailed
+from opscm.domain.servers import ENGINE_UPDATE_STATES, ServerStatus
+from opscm.domain.windows import check_window
+
+from .context import Caller, Dependencies
+from .servers import require_server
+from .views import server_view
+
+UPDATABLE_SETTINGS = ("DisableAutomatedBackup", "BackupRetentionCount", "PreferredMaintenanceWindow", "PreferredBackupWindow")
+
+
+def update_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
+    for window in ("PreferredMaintenanceWindow", "PreferredBackupWindow"):
+        if window in params:
+            check_window(params[window])
+    if "BackupRetentionCount" in params and params["BackupRetentionCount"] < 1:
+        raise ValidationFailed("BackupRetentionCount must be at least 1.")
+    with deps.uow() as uow:
+        server = require_server(uow, caller, params["ServerName"])
+        server.refuse_status(ServerStatus.DELETING, action="UpdateServer")
+        changes = {k: params[k] for k in UPDATABLE_SETTINGS if k in params}
+        server.settings.update(changes)
+        uow.servers.save(server)
+        if changes:
+            described = ", ".join(f"{k}={v}" for k, v in changes.items())
+            uow.events.add(server.id, deps.clock.now(), f"Server settings updated: {described}.")
+        view = server_view(server, deps.engine_for(server.engine.engine).describe(uow, server))
+        uow.commit()
+    return {"Server": view}
+
+
+def update_server_engine_attributes(deps: Dependencies, caller: Caller, params: dict) -> dict:
+    name, value = params["AttributeName"], params.get("AttributeValue")
+    # MODIFYING is committed first, so a second update meanwhile is refused (one at a time).
+    with deps.uow() as uow:
+        server = require_server(uow, caller, params["ServerName"])
+        server.require_status(*ENGINE_UPDATE_STATES, action="UpdateServerEngineAttributes")
+        resume = server.enter(ServerStatus.MODIFYING)
+        uow.servers.save(server)
+        uow.commit()
+    try:
+        with deps.uow() as uow:
+            server = require_server(uow, caller, params["ServerName"])
+            engine = deps.engine_for(server.engine.engine)
+            once = engine.update_attribute(uow, server, name, value)
+            server.status = resume
+            uow.servers.save(server)
+            uow.events.add(server.id, deps.clock.now(), f"Engine attribute {name} updated.")
+            view = server_view(server, once + engine.describe(uow, server))
+            uow.commit()
+    except Exception:
+        _resume(deps, caller, params["ServerName"], resume)
+        raise
+    return {"Server": view}
+
+
+def _resume(deps: Dependencies, caller: Caller, server_name: str, status: ServerStatus) -> None:
+    with deps.uow() as uow:
+        server = require_server(uow, caller, server_name)
+        if server.status is ServerStatus.MODIFYING:
+            server.status = status
+            uow.servers.save(server)
+            uow.commit()
