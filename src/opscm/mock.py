@@ -25,6 +25,7 @@ from botocore.awsrequest import AWSResponse
 
 from .app.composition import Application, Settings
 from .protocol.json11 import HttpRequest
+from .service.ports import Clock
 
 _EVENT = "before-send.opsworkscm"
 
@@ -44,9 +45,13 @@ class OpsWorksCMMock:
         ca_key_bits: int = 2048,
         server_limit: int = 10,
         run_jobs: bool = True,
+        data_dir: Path | None = None,
+        clock: Clock | None = None,
     ):
         # A private SQLite file, not :memory:, so the job threads get connections of their own.
-        self._data_dir = Path(tempfile.mkdtemp(prefix="opscm-mock-"))
+        # A data_dir given by the caller is kept (to reopen it, as after a restart).
+        self._own_data_dir = data_dir is None
+        self._data_dir = Path(tempfile.mkdtemp(prefix="opscm-mock-")) if data_dir is None else Path(data_dir)
         settings = Settings(
             data_dir=self._data_dir,
             verify_signatures=False,
@@ -56,7 +61,7 @@ class OpsWorksCMMock:
             endpoint_host="opscm.local",
             public_url="http://opscm.local",
         )
-        self.app = Application(settings)
+        self.app = Application(settings, clock)
         if run_jobs:
             self.app.start()
         self._attached: list = []
@@ -96,7 +101,8 @@ class OpsWorksCMMock:
         for events in self._attached:
             events.unregister(_EVENT, self._answer)
         self.app.close()
-        shutil.rmtree(self._data_dir, ignore_errors=True)
+        if self._own_data_dir:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
 
     def __enter__(self) -> OpsWorksCMMock:
         return self

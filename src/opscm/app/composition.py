@@ -13,6 +13,7 @@ from opscm.engines.builtin_chef import BuiltinChef
 from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.protocol.json11 import JsonProtocol
 from opscm.service.context import Dependencies, Limits
+from opscm.service.ports import Clock
 from opscm.service import health, schedule
 from opscm.service.operations import OPERATIONS
 from opscm.service.pagination import PageTokens
@@ -24,6 +25,7 @@ from .credentials import KeyRing, ensure_admin
 from .job_runner import JobRunner, PeriodicTask
 from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
 from .secret_box import AesGcmBox, derive_key, load_master_key
+from .throttle import TokenBuckets
 
 
 @dataclasses.dataclass
@@ -39,8 +41,19 @@ class Settings:
     schedule_interval: float = 30.0  # seconds between checks of backup / maintenance windows
     health_interval: float = 60.0  # seconds between engine health checks
     verify_signatures: bool = True
+    throttle_rate: float | None = None  # requests a second per account; None: no throttling
+    throttle_burst: int = 10
     mock_account_id: str = "123456789012"
     mock_region: str = "us-east-1"
+
+
+def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, bytes]:
+    """The migrated database, its unit of work and the master key: what ``opscm serve`` and
+    ``opscm credentials`` both open."""
+    url = settings.database_url or (sqlite_url(settings.data_dir) if settings.data_dir else "sqlite://")
+    database = open_database(url)
+    migrate(database)
+    return database, SqlUnitOfWorkFactory(database), load_master_key(settings.data_dir)
 
 
 class UtcClock:
@@ -51,14 +64,10 @@ class UtcClock:
 class Application:
     """Everything one opscm process runs; ``asgi`` serves it, ``pipeline.handle`` answers in-process."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
-        self.clock = UtcClock()
-        url = settings.database_url or (sqlite_url(settings.data_dir) if settings.data_dir else "sqlite://")
-        self.database: SqlEngine = open_database(url)
-        migrate(self.database)
-        uow = SqlUnitOfWorkFactory(self.database)
-        master_key = load_master_key(settings.data_dir)
+        self.clock = clock or UtcClock()
+        self.database, uow, master_key = open_store(settings)
         self.secret_box = AesGcmBox(master_key)
         self.jobs = JobRunner(settings.job_workers)
         engines = {
@@ -88,7 +97,8 @@ class Application:
             authenticate = Authenticator(KeyRing(uow, self.secret_box), self.clock)
         else:
             authenticate = TrustingAuthenticator(settings.mock_account_id, settings.mock_region)
-        self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate)
+        throttle = TokenBuckets(settings.throttle_rate, settings.throttle_burst) if settings.throttle_rate else None
+        self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle)
         self.asgi = create_asgi_app(self.pipeline, self.deps)
 
     def ensure_admin_credentials(self) -> Path | None:
