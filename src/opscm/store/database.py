@@ -56,5 +56,8 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together migrate one after the other (released at commit).
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4206617)")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -1,0 +1,70 @@
+"""Two `opscm serve` replicas on one PostgreSQL database: either answers any token, serials stay unique."""
+
+import base64
+import concurrent.futures
+import os
+import uuid
+
+import pytest
+from cryptography import x509
+
+from tests.support.requests import create_server_params, make_csr
+from tests.support.server import start_server, wait_for_status
+
+psycopg = pytest.importorskip("psycopg")
+ADMIN_URL = os.environ.get("OPSCM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="module")
+def database():
+    name = f"opscm_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL not reachable: {error}")
+    admin.execute(f"CREATE DATABASE {name}")
+    yield ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
+    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def replicas(database, tmp_path_factory):
+    # Replicas share the database and the master key (secrets sealed by one open in the other).
+    os.environ["OPSCM_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+    try:
+        first = start_server(tmp_path_factory.mktemp("a"), "--database-url", database, "--ca-key-bits", "2048")
+        second = start_server(tmp_path_factory.mktemp("b"), "--database-url", database, "--ca-key-bits", "2048")
+    finally:
+        del os.environ["OPSCM_MASTER_KEY"]
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def test_replicas_share_state(replicas):
+    first, second = replicas
+    key = first.access_key  # made once, by the first replica; the second found it in the database
+    assert not second.credentials_file.exists()
+    a, b = first.client(), second.client(key=key)
+    a.create_server(**create_server_params("shared", "Puppet"))
+    wait_for_status(b, "shared")
+    token = a.associate_node(
+        ServerName="shared", NodeName="n0", EngineAttributes=[{"Name": "PUPPET_NODE_CSR", "Value": make_csr("n0")}]
+    )["NodeAssociationStatusToken"]
+    assert b.describe_node_association_status(ServerName="shared", NodeAssociationStatusToken=token)[
+        "NodeAssociationStatus"
+    ] == "SUCCESS"
+
+    def associate(i):
+        client = a if i % 2 else b
+        token = client.associate_node(
+            ServerName="shared", NodeName=f"n{i}", EngineAttributes=[{"Name": "PUPPET_NODE_CSR", "Value": make_csr(f"n{i}")}]
+        )["NodeAssociationStatusToken"]
+        status = client.describe_node_association_status(ServerName="shared", NodeAssociationStatusToken=token)
+        return x509.load_pem_x509_certificate(status["EngineAttributes"][0]["Value"].encode()).serial_number
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        serials = list(pool.map(associate, range(1, 25)))
+    assert len(set(serials)) == 24, "serials are allocated in the database, once each"
+    a.delete_server(ServerName="shared")
