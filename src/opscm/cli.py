@@ -1,4 +1,4 @@
-"""The ``opscm`` command: ``serve`` and ``setup-aws-cli``."""
+"""The ``opscm`` command: ``serve``, ``credentials`` and ``setup-aws-cli``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import spec
+from .cli_credentials import add_credentials_parser
 
 DEFAULT_PORT = 4580
 
@@ -31,11 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--server-limit", type=int, default=10, help="servers per account and region (default 10)")
     serve.add_argument("--schedule-interval", type=float, default=30.0, help="seconds between window checks (default 30)")
     serve.add_argument("--health-interval", type=float, default=60.0, help="seconds between health checks (default 60)")
+    serve.add_argument("--throttle", action="store_true", help="throttle requests per account (ThrottlingException)")
+    serve.add_argument("--throttle-rate", type=_positive(float), help="requests a second per account (default 5; implies --throttle)")
+    serve.add_argument("--throttle-burst", type=_positive(int), help="burst per account (default 10; implies --throttle)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
 
     setup = commands.add_parser("setup-aws-cli", help="install the opsworks-cm model for the aws CLI in ~/.aws/models")
     setup.set_defaults(run=_setup_aws_cli)
+
+    add_credentials_parser(commands)
 
     args = parser.parse_args(argv)
     return args.run(args)
@@ -45,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app.composition import Application, Settings
+    from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir: Path = args.data_dir
@@ -52,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     listener = socket.create_server((args.host, args.port), reuse_port=False)
     port = listener.getsockname()[1]
     url = f"http://{_url_host(args.host)}:{port}"
+    throttled = args.throttle or args.throttle_rate is not None or args.throttle_burst is not None
     settings = Settings(
         data_dir=data_dir,
         database_url=args.database_url or os.environ.get("OPSCM_DATABASE_URL"),
@@ -61,6 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
         server_limit=args.server_limit,
         schedule_interval=args.schedule_interval,
         health_interval=args.health_interval,
+        throttle_rate=(args.throttle_rate or DEFAULT_RATE) if throttled else None,
+        throttle_burst=args.throttle_burst or DEFAULT_BURST,
     )
     app = Application(settings)
     created = app.ensure_admin_credentials()
@@ -85,6 +95,16 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         app.close()
     return 0
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+        return value
+
+    return parse
 
 
 def _url_host(host: str) -> str:

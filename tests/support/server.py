@@ -41,7 +41,8 @@ class RunningServer:
             endpoint_url=self.url,
             aws_access_key_id=key_id,
             aws_secret_access_key=secret,
-            config=Config(retries={"max_attempts": retries + 1, "mode": "standard"}),
+            # botocore reads "max_attempts" here as retries; "total_max_attempts" counts the first try.
+            config=Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}),
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:

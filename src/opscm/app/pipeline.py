@@ -1,4 +1,5 @@
-"""The request pipeline: authenticate -> target -> parse and validate -> authorize -> dispatch -> serialize."""
+"""The request pipeline: authenticate -> throttle -> target -> authorize the action -> parse and
+validate -> authorize the servers touched -> dispatch -> serialize."""
 
 from __future__ import annotations
 
@@ -7,18 +8,47 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 
+from opscm.domain.backups import backup_arn, server_name_of_backup
 from opscm.domain.errors import DomainError
+from opscm.domain.tags import parse_resource_arn
 from opscm.protocol.errors import ApiError
 from opscm.protocol.json11 import HttpRequest, HttpResponse, JsonProtocol
 from opscm.protocol.sigv4 import read_authorization, verify_signature
 from opscm.service.context import Caller, Dependencies
-from opscm.service.ports import Clock
+from opscm.service.ports import AccessKey, Clock
 
-from .credentials import KeyRing, allows
+from .credentials import KeyRing, allows, user_arn
+from .throttle import TokenBuckets
 
 log = logging.getLogger("opscm.requests")
 
 Handler = Callable[[Dependencies, Caller, dict], dict]
+# The caller, and the key it signed with (None: anything is allowed, as in the mock).
+Authenticate = Callable[[HttpRequest], tuple[Caller, AccessKey | None]]
+
+
+def servers_touched(caller: Caller, params: Mapping[str, object]) -> list[tuple[str | None, str]]:
+    """The servers a request names (``ServerName``, ``BackupId``, ``ResourceArn``), each with the
+    resource AccessDeniedException names; the name is None when it cannot be told."""
+    touched: list[tuple[str | None, str]] = []
+    if isinstance(name := params.get("ServerName"), str):
+        touched.append((name, f"arn:aws:opsworks-cm:{caller.region}:{caller.account_id}:server/{name}/*"))
+    if isinstance(backup_id := params.get("BackupId"), str):
+        touched.append((server_name_of_backup(backup_id), backup_arn(caller.region, caller.account_id, backup_id)))
+    if isinstance(arn := params.get("ResourceArn"), str):
+        resource = parse_resource_arn(arn)
+        if resource is None:
+            touched.append((None, arn))
+        else:
+            server = resource.name if resource.kind == "server" else server_name_of_backup(resource.name)
+            touched.append((server, arn))
+    return touched
+
+
+def access_denied(key: AccessKey, operation: str, resource: str | None = None) -> ApiError:
+    on = f" on resource: {resource}" if resource else ""
+    message = f"User: {user_arn(key)} is not authorized to perform: opsworks-cm:{operation}{on}"
+    return ApiError("AccessDeniedException", message)
 
 
 class Authenticator:
@@ -28,13 +58,13 @@ class Authenticator:
         self._keyring = keyring
         self._clock = clock
 
-    def __call__(self, request: HttpRequest) -> tuple[Caller, Callable[[str], bool]]:
+    def __call__(self, request: HttpRequest) -> tuple[Caller, AccessKey | None]:
         auth = read_authorization(request)
         key = self._keyring.find(auth.access_key_id)
         if key is None:
             raise ApiError("UnrecognizedClientException", "The security token included in the request is invalid.")
         verify_signature(request, auth, key.secret_access_key, now=self._clock.now())
-        return Caller(key.account_id, auth.region), lambda operation: allows(key, operation)
+        return Caller(key.account_id, auth.region, key.server_names), key
 
 
 class TrustingAuthenticator:
@@ -44,12 +74,12 @@ class TrustingAuthenticator:
         self._account_id = account_id
         self._default_region = default_region
 
-    def __call__(self, request: HttpRequest) -> tuple[Caller, Callable[[str], bool]]:
+    def __call__(self, request: HttpRequest) -> tuple[Caller, AccessKey | None]:
         try:
             region = read_authorization(request).region
         except ApiError:
             region = self._default_region
-        return Caller(self._account_id, region), lambda operation: True
+        return Caller(self._account_id, region), None
 
 
 class Pipeline:
@@ -58,27 +88,32 @@ class Pipeline:
         protocol: JsonProtocol,
         operations: Mapping[str, Handler],
         deps: Dependencies,
-        authenticate: Callable[[HttpRequest], tuple[Caller, Callable[[str], bool]]],
+        authenticate: Authenticate,
+        throttle: TokenBuckets | None = None,
     ):
         self.protocol = protocol
         self._operations = operations
         self._deps = deps
         self._authenticate = authenticate
+        self._throttle = throttle
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
         operation_name = "-"
         try:
-            caller, may = self._authenticate(request)
+            caller, key = self._authenticate(request)
+            if self._throttle is not None and not self._throttle.take(caller.account_id):
+                raise ApiError("ThrottlingException", "Rate exceeded")
             operation = self.protocol.operation_for(request)
             operation_name = operation.name
+            if key is not None and not allows(key, operation.name):
+                raise access_denied(key, operation.name)
             params = self.protocol.parse(operation, request.body)
-            if not may(operation.name):
-                raise ApiError(
-                    "AccessDeniedException",
-                    f"User is not authorized to perform: opsworks-cm:{operation.name}",
-                )
+            if key is not None and caller.server_names is not None:
+                for server_name, resource in servers_touched(caller, params):
+                    if server_name is None or not caller.may_touch(server_name):
+                        raise access_denied(key, operation.name, resource)
             handler = self._operations.get(operation.name)
             if handler is None:
                 raise ApiError(

@@ -25,6 +25,12 @@ def new_backup_id(server_name: str, now: datetime) -> str:
     return f"{server_name}-{now:%Y%m%d%H%M%S}{now.microsecond // 1000:03d}"
 
 
+def server_name_of_backup(backup_id: str) -> str | None:
+    """The server name inside a backup id (``<ServerName>-<17 digits>``); None for another form."""
+    name, dash, stamp = backup_id.rpartition("-")
+    return name if dash and name and len(stamp) == 17 and stamp.isascii() and stamp.isdigit() else None
+
+
 def backup_arn(region: str, account_id: str, backup_id: str) -> str:
     return f"arn:aws:opsworks-cm:{region}:{account_id}:backup/{backup_id}"
 
