@@ -247,7 +247,7 @@ def throttled(tmp_path_factory):
 def test_throttling_per_account(throttled):
     client = throttled.client(retries=0)
     codes = []
-    for _ in range(40):
+    while codes.count("ThrottlingException") < 3 and len(codes) < 200:
         try:
             client.describe_servers()
             codes.append("ok")
@@ -275,11 +275,16 @@ def test_boto3_default_retries_get_through(throttled):
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
     )
-    started = time.monotonic()
-    for _ in range(25):
-        assert client.describe_servers()["ResponseMetadata"]["HTTPStatusCode"] == 200
-    # 25 requests at 5/s after a burst of 10 cannot all pass at once: some were throttled and retried.
-    assert time.monotonic() - started > 2
+    retried = 0
+    # Until the first throttled-and-retried request, no further: boto3's backoff is random, and
+    # a throttled request has only two more tries in its default (standard) mode.
+    for _ in range(200):
+        metadata = client.describe_servers()["ResponseMetadata"]
+        assert metadata["HTTPStatusCode"] == 200
+        retried += metadata["RetryAttempts"]
+        if retried:
+            break
+    assert retried > 0
     deadline = time.monotonic() + 5
     while "".join(throttled.output).count("ThrottlingException") == throttled_before and time.monotonic() < deadline:
         time.sleep(0.1)
