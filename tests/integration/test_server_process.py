@@ -29,6 +29,7 @@ def test_first_start_creates_database_and_private_credentials(opscm):
     assert any("admin credentials written to" in line for line in opscm.output)
     assert _mode(opscm.credentials_file) == 0o600
     assert _mode(opscm.data_dir / "master.key") == 0o600
+    assert _mode(opscm.data_dir / "opscm.db") == 0o600
     text = opscm.credentials_file.read_text()
     assert text.startswith("[default]\n") and "aws_secret_access_key = " in text
     with sqlite3.connect(opscm.data_dir / "opscm.db") as db:

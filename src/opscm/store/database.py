@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -24,6 +25,10 @@ def open_database(url: str) -> Engine:
 
 def _open_sqlite(url: str) -> Engine:
     in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    if not in_memory:
+        # Owner-only from the first byte: it holds sealed secrets. SQLite gives -wal/-shm the same mode.
+        path = Path(url.removeprefix("sqlite:///"))
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
