@@ -28,7 +28,9 @@ def _open_sqlite(url: str) -> Engine:
     if not in_memory:
         # Owner-only from the first byte: it holds sealed secrets. SQLite gives -wal/-shm the same mode.
         path = Path(url.removeprefix("sqlite:///"))
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # also tightens a file made by an older opscm
+        os.close(fd)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
