@@ -17,6 +17,7 @@ from opscm.service.ports import Clock
 from opscm.service import health, schedule
 from opscm.service.operations import OPERATIONS
 from opscm.service.pagination import PageTokens
+from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
 from opscm.store.database import migrate, open_database, sqlite_url
 from opscm.store.unit_of_work import SqlUnitOfWorkFactory
 
@@ -86,6 +87,11 @@ class Application:
             wake_jobs=self.jobs.wake,
             endpoint_host=settings.endpoint_host,
             page_tokens=PageTokens(derive_key(master_key, "page-tokens")),
+            backup_storage=(
+                FileBackupStorage(Path(settings.data_dir) / "backups", self.secret_box)
+                if settings.data_dir
+                else MemoryBackupStorage(self.secret_box)
+            ),
             limits=Limits(servers_per_region=settings.server_limit, manual_backups_per_region=settings.manual_backup_limit),
         )
         self.jobs.bind(self.deps)

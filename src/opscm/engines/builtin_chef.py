@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from opscm.domain.associations import AssociationStatus, Outcome, check_chef_client_name, chef_request
 from opscm.domain.engine_attributes import attribute_map
@@ -10,7 +11,7 @@ from opscm.domain.errors import NotFound, ValidationFailed
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
 from opscm.pki import PkiError, check_rsa_public_key, generate_rsa_key, hash_password
-from opscm.service.ports import Clock, Provisioned, UnitOfWork
+from opscm.service.ports import ChefClient, Clock, Provisioned, UnitOfWork
 
 PIVOTAL_KEY = "CHEF_AUTOMATE_PIVOTAL_KEY"
 ADMIN_PASSWORD = "CHEF_AUTOMATE_ADMIN_PASSWORD"
@@ -65,6 +66,32 @@ class BuiltinChef:
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # Client rows go with the server (ON DELETE CASCADE); the pivotal key was never stored.
         pass
+
+    def snapshot(self, uow: UnitOfWork, server: Server) -> dict:
+        return {
+            "engine": "ChefAutomate",
+            "engine_data": dict(server.engine_data),  # the pivotal public key, the admin password's hash
+            "clients": [
+                {
+                    "organization": client.organization,
+                    "name": client.name,
+                    "public_key_pem": client.public_key_pem,
+                    "created_at": client.created_at.isoformat(),
+                }
+                for client in uow.chef.list(server.id)
+            ],
+        }
+
+    def restore(self, uow: UnitOfWork, server: Server, snapshot: dict) -> None:
+        if snapshot.get("engine") != "ChefAutomate":
+            raise ValidationFailed("The backup is not a Chef Automate backup.")
+        clients = [
+            ChefClient(c["organization"], c["name"], c["public_key_pem"], datetime.fromisoformat(c["created_at"]))
+            for c in snapshot["clients"]
+        ]
+        # Clients registered after the backup are gone; re-keyed ones get their old key back.
+        uow.chef.replace_all(server.id, clients)
+        server.engine_data = dict(snapshot["engine_data"])
 
     def maintain(self, uow: UnitOfWork, server: Server) -> list[str]:
         # The registry holds only public keys: checking them is the upkeep there is.

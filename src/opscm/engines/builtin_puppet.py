@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 
@@ -13,10 +15,21 @@ from opscm.domain.errors import InvalidState, NotFound, ValidationFailed
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
 from opscm.pki import CaSigner, CsrPolicy, PkiError, check_csr, create_ca, hash_password
-from opscm.service.ports import CaRecord, Clock, Provisioned, SecretBox, UnitOfWork
+from opscm.service.ports import CaRecord, CertificateRecord, Clock, Provisioned, PuppetCaState, SecretBox, UnitOfWork
 
 ADMIN_PASSWORD = "PUPPET_ADMIN_PASSWORD"
 CREATE_ATTRIBUTES = (ADMIN_PASSWORD, "PUPPET_R10K_REMOTE", "PUPPET_R10K_PRIVATE_KEY")
+
+
+def _certificate(saved: dict) -> CertificateRecord:
+    revoked_at = saved["revoked_at"]
+    return CertificateRecord(
+        serial=saved["serial"],
+        certname=saved["certname"],
+        cert_pem=saved["cert_pem"],
+        not_after=datetime.fromisoformat(saved["not_after"]),
+        revoked_at=datetime.fromisoformat(revoked_at) if revoked_at else None,
+    )
 
 
 class BuiltinPuppet:
@@ -98,6 +111,60 @@ class BuiltinPuppet:
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # The CA row, its key and every certificate row are deleted with the server (ON DELETE CASCADE).
         pass
+
+    def snapshot(self, uow: UnitOfWork, server: Server) -> dict:
+        state = uow.puppet.export_state(server.id)
+        if state is None:
+            raise InvalidState(f"Server {server.name} has no certificate authority.")
+        return {
+            "engine": "Puppet",
+            "engine_data": dict(server.engine_data),
+            "ca": {
+                "key_enc": base64.b64encode(state.ca.key_enc).decode("ascii"),  # sealed: never the plain key
+                "cert_pem": state.ca.cert_pem,
+                "crl_pem": state.ca.crl_pem,
+                "next_serial": state.next_serial,
+                "crl_number": state.crl_number,
+            },
+            "certificates": [
+                {
+                    "serial": cert.serial,
+                    "certname": cert.certname,
+                    "cert_pem": cert.cert_pem,
+                    "not_after": cert.not_after.isoformat(),
+                    "revoked_at": cert.revoked_at.isoformat() if cert.revoked_at else None,
+                }
+                for cert in state.certificates
+            ],
+        }
+
+    def restore(self, uow: UnitOfWork, server: Server, snapshot: dict) -> None:
+        if snapshot.get("engine") != "Puppet":
+            raise ValidationFailed("The backup is not a Puppet backup.")
+        saved = snapshot["ca"]
+        record = CaRecord(base64.b64decode(saved["key_enc"]), saved["cert_pem"], saved["crl_pem"])
+        signer = CaSigner(self._box.open(record.key_enc), record.cert_pem)  # the key must still open
+        certificates = {cert.serial: cert for cert in map(_certificate, snapshot["certificates"])}
+        next_serial, crl_number = saved["next_serial"], saved["crl_number"]
+        now = self._clock.now()
+        current = uow.puppet.export_state(server.id)
+        if current is not None:
+            # Counters never go backwards: a serial or CRL number is never handed out twice.
+            next_serial = max(next_serial, current.next_serial)
+            crl_number = max(crl_number, current.crl_number)
+            if current.ca.cert_pem == record.cert_pem:
+                # The same CA: what it did after the backup cannot be undone, only revoked.
+                for cert in current.certificates:
+                    kept = certificates.get(cert.serial)
+                    if kept is None:  # issued after the backup: that association is gone
+                        certificates[cert.serial] = dataclasses.replace(cert, revoked_at=cert.revoked_at or now)
+                    elif cert.revoked_at and (kept.revoked_at is None or cert.revoked_at < kept.revoked_at):
+                        certificates[cert.serial] = dataclasses.replace(kept, revoked_at=cert.revoked_at)
+        state = PuppetCaState(record, next_serial, crl_number, tuple(certificates[s] for s in sorted(certificates)))
+        uow.puppet.import_state(server.id, state)
+        uow.puppet.delete_expired(server.id, now)  # as maintenance does: expired ones leave the CRL
+        self._publish_crl(uow, server, signer)
+        server.engine_data = dict(snapshot["engine_data"])
 
     def maintain(self, uow: UnitOfWork, server: Server) -> list[str]:
         signer = self._signer(uow, server)

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from .pagination import PageTokens
-from .ports import Clock, Engine, UnitOfWorkFactory
+from .ports import BackupStorage, Clock, Engine, UnitOfWorkFactory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Dependencies:
     # The host name DescribeServers reports as Endpoint when no CustomDomain is set.
     endpoint_host: str
     page_tokens: PageTokens
+    # Where backup snapshots are kept (sealed).
+    backup_storage: BackupStorage
     limits: Limits = Limits()
 
     def engine_for(self, engine_name: str) -> Engine:

@@ -9,7 +9,7 @@ import logging
 
 from opscm.domain.servers import ServerStatus
 
-from . import maintenance
+from . import backups, maintenance, restores
 from .context import Dependencies
 from .ports import Job
 
@@ -42,15 +42,20 @@ def delete_server(deps: Dependencies, server_id: str, payload: dict) -> None:
             return
         deps.engine_for(server.engine.engine).destroy(uow, server)
         uow.tags.delete_all(server.arn)
+        # Automated backups go with the server, manual ones stay (as on AWS).
+        unused_files = backups.forget_server_backups(uow, server)
         # Certificates, clients, associations and jobs of the server go with it (ON DELETE CASCADE).
         uow.servers.delete(server.id)
         uow.commit()
+    backups.remove_files(deps, unused_files)
 
 
 JOB_KINDS = {
     "create-server": create_server,
     "delete-server": delete_server,
     "maintenance": maintenance.run_maintenance,
+    "create-backup": backups.run_backup,
+    "restore-server": restores.run_restore,
 }
 
 

@@ -1,6 +1,6 @@
 """Operation name -> handler. Operations missing here answer NotImplementedException."""
 
-from . import account, events, maintenance, nodes, servers, tags, updates
+from . import account, backups, events, maintenance, nodes, restores, servers, tags, updates
 
 OPERATIONS = {
     "AssociateNode": nodes.associate_node,
@@ -17,4 +17,8 @@ OPERATIONS = {
     "UntagResource": tags.untag_resource,
     "UpdateServer": updates.update_server,
     "UpdateServerEngineAttributes": updates.update_server_engine_attributes,
+    "CreateBackup": backups.create_backup,
+    "DeleteBackup": backups.delete_backup,
+    "DescribeBackups": backups.describe_backups,
+    "RestoreServer": restores.restore_server,
 }

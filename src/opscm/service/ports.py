@@ -67,6 +67,37 @@ class IssuedCertificate:
     revoked_at: datetime | None
 
 
+@dataclasses.dataclass(frozen=True)
+class CertificateRecord:
+    """An issued certificate with its PEM, as a backup keeps it."""
+
+    serial: int
+    certname: str
+    cert_pem: str
+    not_after: datetime
+    revoked_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PuppetCaState:
+    """A Puppet CA's whole state: key (sealed), certificate, CRL, counters, issued certificates."""
+
+    ca: CaRecord
+    next_serial: int
+    crl_number: int
+    certificates: tuple[CertificateRecord, ...]
+
+
+class BackupStorage(Protocol):
+    """Where backup snapshots live (sealed at rest); ``location`` is what the backup row keeps."""
+
+    def put(self, backup_id: str, data: bytes) -> str: ...
+    def get(self, location: str) -> bytes: ...
+    def delete(self, location: str) -> None: ...
+    def url(self, location: str) -> str | None:
+        """What DescribeBackups shows as S3DataUrl (None: nothing to show)."""
+
+
 class ServerRepository(Protocol):
     def add(self, server: Server) -> None: ...
     def get(self, account_id: str, region: str, name: str) -> Server | None: ...
@@ -125,6 +156,9 @@ class PuppetCaRepository(Protocol):
     def certificates(self, server_id: str, certname: str | None = None) -> list[IssuedCertificate]: ...
     def certificate_pem(self, server_id: str, certname: str) -> str | None: ...
     def revoke(self, server_id: str, serial: int, at: datetime) -> None: ...
+    def export_state(self, server_id: str) -> PuppetCaState | None: ...
+    def import_state(self, server_id: str, state: PuppetCaState) -> None:
+        """Replace the server's CA row and every certificate row with ``state``."""
     def delete_expired(self, server_id: str, now: datetime) -> int: ...
 
 
@@ -141,6 +175,7 @@ class ChefClientRepository(Protocol):
     def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> bool: ...
     def get(self, server_id: str, organization: str, name: str) -> str | None: ...
     def delete(self, server_id: str, organization: str, name: str) -> bool: ...
+    def replace_all(self, server_id: str, clients: Sequence[ChefClient]) -> None: ...
 
 
 class AccessKeyRepository(Protocol):

@@ -8,6 +8,7 @@ from opscm.domain.errors import AlreadyExists, LimitExceeded, NotFound, Validati
 from opscm.domain.servers import Server, ServerStatus, choose_engine
 from opscm.domain.tags import check_tag_count, tag_pairs
 
+from . import snapshots
 from .context import Caller, Dependencies
 from .views import server_view
 
@@ -37,13 +38,17 @@ CUSTOM_DOMAIN_MEMBERS = ("CustomDomain", "CustomCertificate", "CustomPrivateKey"
 
 
 def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
-    choice = choose_engine(params["Engine"], params.get("EngineModel"), params.get("EngineVersion"))
-    if params.get("BackupId"):
-        raise ValidationFailed("Creating a server from a backup (BackupId) is not supported by opscm yet.")
+    # With BackupId, the engine, its state and the settings not given come from the backup.
+    source = snapshots.backup_source(deps, caller, params)
+    if source:
+        choice = source.engine
+    else:
+        choice = choose_engine(params["Engine"], params.get("EngineModel"), params.get("EngineVersion"))
     given = [m for m in CUSTOM_DOMAIN_MEMBERS if params.get(m)]
     if given and len(given) != len(CUSTOM_DOMAIN_MEMBERS):
         raise ValidationFailed("CustomDomain, CustomCertificate and CustomPrivateKey must be given together.")
-    settings = {**DEFAULT_SETTINGS, **{k: params[k] for k in ECHOED_SETTINGS if k in params}}
+    inherited = source.settings if source else {}
+    settings = {**DEFAULT_SETTINGS, **inherited, **{k: params[k] for k in ECHOED_SETTINGS if k in params}}
     server = Server(
         id=str(uuid.uuid4()),
         account_id=caller.account_id,
@@ -59,7 +64,10 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
     check_tag_count((), (key for key, _ in tags))
     engine = deps.engine_for(choice.engine)
     # Keys (a CA, a pivotal key) are made before the transaction opens: it holds the write lock.
-    provisioned = engine.prepare(server, params.get("EngineAttributes"))
+    if source:
+        provisioned = source.provisioned(engine, server)
+    else:
+        provisioned = engine.prepare(server, params.get("EngineAttributes"))
     server.engine_data = dict(provisioned.engine_data)
     with deps.uow() as uow:
         if uow.servers.get(caller.account_id, caller.region, server.name) is not None:
@@ -72,6 +80,8 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
         provisioned.store(uow)
         uow.tags.put(server.arn, tags)
         uow.events.add(server.id, deps.clock.now(), f"Server {server.name} creation started ({choice.engine}).")
+        if source:
+            uow.events.add(server.id, deps.clock.now(), f"Server {server.name} is made from backup {source.backup.id}.")
         uow.jobs.add("create-server", server.id, deps.clock.now())
         uow.commit()
     deps.wake_jobs()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
@@ -9,7 +10,16 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, upda
 from opscm.domain.associations import Association, AssociationAction, AssociationStatus
 from opscm.domain.backups import Backup, BackupStatus, BackupType
 from opscm.domain.servers import EngineChoice, Server, ServerStatus
-from opscm.service.ports import AccessKey, CaRecord, ChefClient, Event, IssuedCertificate, Job
+from opscm.service.ports import (
+    AccessKey,
+    CaRecord,
+    CertificateRecord,
+    ChefClient,
+    Event,
+    IssuedCertificate,
+    Job,
+    PuppetCaState,
+)
 
 from . import schema as t
 
@@ -253,6 +263,42 @@ class SqlPuppetCas(_Repository):
             update(t.puppet_certificates).where(c.server_id == server_id, c.serial == serial).values(revoked_at=at)
         )
 
+    def export_state(self, server_id: str) -> PuppetCaState | None:
+        ca = self._db.execute(select(t.puppet_cas).where(t.puppet_cas.c.server_id == server_id)).mappings().first()
+        if ca is None:
+            return None
+        c = t.puppet_certificates.c
+        rows = self._db.execute(
+            select(c.serial, c.certname, c.cert_pem, c.not_after, c.revoked_at)
+            .where(c.server_id == server_id)
+            .order_by(c.serial)
+        )
+        return PuppetCaState(
+            ca=CaRecord(key_enc=ca["key_enc"], cert_pem=ca["cert_pem"], crl_pem=ca["crl_pem"]),
+            next_serial=ca["next_serial"],
+            crl_number=ca["crl_number"],
+            certificates=tuple(CertificateRecord(*row) for row in rows),
+        )
+
+    def import_state(self, server_id: str, state: PuppetCaState) -> None:
+        self._db.execute(delete(t.puppet_certificates).where(t.puppet_certificates.c.server_id == server_id))
+        self._db.execute(delete(t.puppet_cas).where(t.puppet_cas.c.server_id == server_id))
+        self._db.execute(
+            insert(t.puppet_cas).values(
+                server_id=server_id,
+                key_enc=state.ca.key_enc,
+                cert_pem=state.ca.cert_pem,
+                crl_pem=state.ca.crl_pem,
+                next_serial=state.next_serial,
+                crl_number=state.crl_number,
+            )
+        )
+        if state.certificates:
+            self._db.execute(
+                insert(t.puppet_certificates),
+                [{"server_id": server_id, **dataclasses.asdict(cert)} for cert in state.certificates],
+            )
+
 
 class SqlChefClients(_Repository):
     def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> bool:
@@ -286,6 +332,13 @@ class SqlChefClients(_Repository):
             delete(t.chef_clients).where(c.server_id == server_id, c.organization == organization, c.name == name)
         )
         return result.rowcount > 0
+
+    def replace_all(self, server_id: str, clients) -> None:
+        self._db.execute(delete(t.chef_clients).where(t.chef_clients.c.server_id == server_id))
+        if clients:
+            self._db.execute(
+                insert(t.chef_clients), [{"server_id": server_id, **dataclasses.asdict(client)} for client in clients]
+            )
 
 
 class SqlAccessKeys(_Repository):

@@ -1,0 +1,95 @@
+"""Stored backups as the source of engine state: for RestoreServer and CreateServer with BackupId.
+
+A snapshot is the engine's JSON-able state (see ``Engine.snapshot``); the backup storage keeps
+it sealed. This module imports nothing of the server handlers, so they can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from opscm.domain.backups import Backup, BackupStatus
+from opscm.domain.errors import NotFound, ValidationFailed
+from opscm.domain.servers import EngineChoice, Server, choose_engine
+
+from .context import Caller, Dependencies
+from .ports import Engine, Provisioned, UnitOfWork
+
+FORMAT = 1
+# Settings a new server does not take from a backup: a custom domain needs its certificate and key.
+NOT_INHERITED = ("CustomDomain",)
+
+
+def encode(snapshot: dict) -> bytes:
+    return json.dumps({"format": FORMAT, **snapshot}, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def decode(data: bytes) -> dict:
+    snapshot = json.loads(data)
+    if snapshot.get("format") != FORMAT:
+        raise ValueError(f"unknown snapshot format {snapshot.get('format')!r}")
+    return snapshot
+
+
+def require_backup(uow: UnitOfWork, caller: Caller, backup_id: str) -> Backup:
+    backup = uow.backups.get(caller.account_id, caller.region, backup_id)
+    if backup is None or not caller.may_touch(backup.server_name):
+        raise NotFound()
+    return backup
+
+
+def require_usable(backup: Backup, engine: str) -> None:
+    if backup.status is not BackupStatus.OK:
+        raise ValidationFailed(f"Backup {backup.id} is {backup.status}; only a backup in state OK can be used.")
+    if backup.server_snapshot["Engine"] != engine:
+        raise ValidationFailed(
+            f"Backup {backup.id} is of engine {backup.server_snapshot['Engine']}, not {engine}."
+        )
+
+
+def read_snapshot(deps: Dependencies, backup: Backup) -> dict:
+    if backup.location is None:
+        raise ValidationFailed(f"Backup {backup.id} has no stored snapshot.")
+    return decode(deps.backup_storage.get(backup.location))
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupSource:
+    """What CreateServer with BackupId takes from the backup."""
+
+    backup: Backup
+    engine: EngineChoice
+    settings: dict
+    snapshot: dict
+
+    def provisioned(self, engine: Engine, server: Server) -> Provisioned:
+        """No new keys: the engine state (same CA, same clients, same pivotal key) is the backup's."""
+
+        def store(uow: UnitOfWork) -> None:
+            engine.restore(uow, server, self.snapshot)
+            uow.servers.save(server)  # restore brings back the engine's data of the server
+
+        return Provisioned(once=[], engine_data={}, store=store)
+
+
+def backup_source(deps: Dependencies, caller: Caller, params: dict) -> BackupSource | None:
+    """The backup CreateServer's ``BackupId`` names, checked against the request; None without one."""
+    if not params.get("BackupId"):
+        return None
+    if params.get("EngineAttributes"):
+        raise ValidationFailed(
+            "EngineAttributes cannot be given with BackupId: the new server takes the backup's engine state "
+            "(keys, certificate authority, admin password)."
+        )
+    with deps.uow(read_only=True) as uow:
+        backup = require_backup(uow, caller, params["BackupId"])
+    require_usable(backup, params["Engine"])
+    saved = backup.server_snapshot
+    if params.get("EngineModel") not in (None, saved["EngineModel"]):
+        raise ValidationFailed(
+            f"Backup {backup.id} is of engine model {saved['EngineModel']}, not {params['EngineModel']}."
+        )
+    choice = choose_engine(saved["Engine"], saved["EngineModel"], params.get("EngineVersion") or saved["EngineVersion"])
+    settings = {k: v for k, v in saved["settings"].items() if k not in NOT_INHERITED}
+    return BackupSource(backup, choice, settings, read_snapshot(deps, backup))
