@@ -6,7 +6,7 @@ from tests.support.server import start_server
 @pytest.fixture(scope="session")
 def opscm(tmp_path_factory):
     """One real `opscm serve` for the session (2048-bit CAs to keep the suite quick)."""
-    server = start_server(tmp_path_factory.mktemp("opscm-data"), "--ca-key-bits", "2048", "--server-limit", "10")
+    server = start_server(tmp_path_factory.mktemp("opscm-data"), "--ca-key-bits", "2048", "--server-limit", "10", "--schedule-interval", "0")
     yield server
     server.stop()
 

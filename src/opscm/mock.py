@@ -25,6 +25,7 @@ from botocore.awsrequest import AWSResponse
 
 from .app.composition import Application, Settings
 from .protocol.json11 import HttpRequest
+from .service import schedule
 from .service.ports import Clock
 
 _EVENT = "before-send.opsworkscm"
@@ -59,6 +60,8 @@ class OpsWorksCMMock:
             ca_key_bits=ca_key_bits,
             server_limit=server_limit,
             endpoint_host="opscm.local",
+            # No surprise backups or maintenance in a test suite: call mock.tick() to run the scheduler.
+            schedule_interval=0,
             public_url="http://opscm.local",
         )
         self.app = Application(settings, clock)
@@ -96,6 +99,10 @@ class OpsWorksCMMock:
             if time.monotonic() > deadline:
                 raise TimeoutError("opscm jobs still running")
             time.sleep(0.02)
+
+    def tick(self) -> int:
+        """Run the scheduler once now (automated backups, maintenance due at the clock's time)."""
+        return schedule.tick(self.app.deps)
 
     def close(self) -> None:
         for events in self._attached:

@@ -177,8 +177,6 @@ def test_update_server_settings():
 def test_scheduled_maintenance_runs_once_per_window():
     from datetime import datetime, timezone
 
-    from opscm.service import schedule
-
     clock = FakeClock(datetime(2026, 11, 30, 8, 10, tzinfo=timezone.utc))  # a Monday
     with OpsWorksCMMock(clock=clock) as mock:
         client = mock_client(mock)
@@ -188,13 +186,13 @@ def test_scheduled_maintenance_runs_once_per_window():
             )
         )
         mock.wait_for_jobs()
-        assert schedule.tick(mock.app.deps) == 1
+        assert mock.tick() == 1
         mock.wait_for_jobs()
-        assert schedule.tick(mock.app.deps) == 0, "once per window"
+        assert mock.tick() == 0, "once per window"
         clock.advance(timedelta(days=1))  # Tuesday: outside the weekly window
-        assert schedule.tick(mock.app.deps) == 0
+        assert mock.tick() == 0
         clock.advance(timedelta(days=6))  # next Monday
-        assert schedule.tick(mock.app.deps) == 1
+        assert mock.tick() == 1
         mock.wait_for_jobs()
         server = client.describe_servers(ServerName="sched")["Servers"][0]
         assert server["MaintenanceStatus"] == "SUCCESS"

@@ -10,6 +10,7 @@ from opscm.service.jobs import run_job
 
 log = logging.getLogger(__name__)
 
+# Longer than any job runs; a crashed replica's job is taken over once its lease ends.
 LEASE_SECONDS = 120.0
 POLL_SECONDS = 1.0
 
@@ -52,6 +53,12 @@ class JobRunner:
             run_job(self._deps, job)
             count += 1
         return count
+
+    def release_leases(self) -> None:
+        assert self._deps is not None
+        with self._deps.uow() as uow:
+            uow.jobs.release_leases()
+            uow.commit()
 
     def unfinished(self) -> int:
         assert self._deps is not None

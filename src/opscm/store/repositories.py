@@ -190,6 +190,9 @@ class SqlJobs(_Repository):
         )
 
 
+    def release_leases(self) -> None:
+        self._db.execute(update(t.jobs).where(t.jobs.c.state == "pending").values(lease_until=None))
+
     def unfinished(self) -> int:
         return self._db.scalar(select(func.count()).where(t.jobs.c.state == "pending"))
 
