@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--database-url", help="SQLAlchemy URL instead of the SQLite file in the data dir")
     serve.add_argument("--endpoint-host", help="host name reported as servers' Endpoint (default: the host served on)")
     serve.add_argument("--public-url", help="base URL of published CA documents (default: the URL served on)")
+    serve.add_argument("--api-url", help="opscm API URL written into user data and starter kits (default: the public URL)")
     serve.add_argument("--ca-key-bits", type=int, default=4096, choices=(2048, 3072, 4096), help="RSA size of new Puppet CAs")
     serve.add_argument("--server-limit", type=int, default=10, help="servers per account and region (default 10)")
     serve.add_argument("--schedule-interval", type=float, default=30.0, help="seconds between window checks (default 30)")
@@ -65,6 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
         database_url=args.database_url or os.environ.get("OPSCM_DATABASE_URL"),
         endpoint_host=args.endpoint_host or _url_host(args.host),
         public_url=args.public_url or url,
+        api_url=args.api_url or args.public_url or url,
         ca_key_bits=args.ca_key_bits,
         server_limit=args.server_limit,
         schedule_interval=args.schedule_interval,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
+
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from opscm import spec
 from opscm.protocol.errors import ApiError
 from opscm.protocol.json11 import HttpRequest, HttpResponse
 from opscm.service.context import Dependencies
@@ -19,6 +23,8 @@ from .pipeline import Pipeline
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # Each Puppet server's CA documents, in the form of Puppet's CA API v1, under its own prefix.
 CA_PATH = "/servers/{server_id}/puppet-ca/v1/{document}/{name}"
+# The aws CLI's opsworks-cm model (AWS removed the command): user data scripts install it from here.
+CLI_MODEL_PATH = "/aws-cli/models/opsworks-cm/{version}/{file}"
 
 
 def ca_api_prefix(base_url: str, server_id: str) -> str:
@@ -51,12 +57,26 @@ def create_asgi_app(pipeline: Pipeline, deps: Dependencies) -> Starlette:
             return PlainTextResponse(f"Not Found: Could not find {params['document']} {params['name']}", 404)
         return PlainTextResponse(pem, media_type="text/plain")
 
+    async def cli_model(request: Request) -> Response:
+        name = request.path_params["file"].removesuffix(".json")
+        if request.path_params["version"] != spec.API_VERSION or name not in spec.CLI_MODEL_FILES:
+            return PlainTextResponse("Not Found", status_code=404)
+        return Response(await run_in_threadpool(_cli_model_file, name), media_type="application/json")
+
     return Starlette(
         routes=[
             Route("/", api, methods=["POST", "GET", "PUT", "DELETE", "PATCH", "HEAD"]),
             Route(CA_PATH, puppet_ca, methods=["GET"]),
+            Route(CLI_MODEL_PATH, cli_model, methods=["GET"]),
         ]
     )
+
+
+@functools.cache
+def _cli_model_file(name: str) -> bytes:
+    path = spec.model_file(name)
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.suffix == ".gz" else data
 
 
 async def _read_body(request: Request) -> bytes:

@@ -35,6 +35,7 @@ class Settings:
     database_url: str | None = None  # overrides the SQLite file in data_dir
     endpoint_host: str = "127.0.0.1"  # what DescribeServers reports as Endpoint
     public_url: str = "http://127.0.0.1"  # base of the published CA/CRL URLs
+    api_url: str | None = None  # the API URL user data scripts call; default public_url
     ca_key_bits: int = 4096
     server_limit: int = 10
     manual_backup_limit: int = 50
@@ -93,6 +94,7 @@ class Application:
                 else MemoryBackupStorage(self.secret_box)
             ),
             limits=Limits(servers_per_region=settings.server_limit, manual_backups_per_region=settings.manual_backup_limit),
+            api_url=settings.api_url or settings.public_url,
         )
         self.jobs.bind(self.deps)
         tasks = [

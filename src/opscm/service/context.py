@@ -39,6 +39,8 @@ class Dependencies:
     # Where backup snapshots are kept (sealed).
     backup_storage: BackupStorage
     limits: Limits = Limits()
+    # The opscm API URL nodes call (written into user data scripts and starter kits).
+    api_url: str = "http://127.0.0.1:4580"
 
     def engine_for(self, engine_name: str) -> Engine:
         return self.engines[engine_name]

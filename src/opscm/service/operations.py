@@ -1,6 +1,6 @@
 """Operation name -> handler. Operations missing here answer NotImplementedException."""
 
-from . import account, backups, events, maintenance, nodes, restores, servers, tags, updates
+from . import account, backups, events, exports, maintenance, nodes, restores, servers, tags, updates
 
 OPERATIONS = {
     "AssociateNode": nodes.associate_node,
@@ -11,6 +11,7 @@ OPERATIONS = {
     "DisassociateNode": nodes.disassociate_node,
     "DescribeAccountAttributes": account.describe_account_attributes,
     "DescribeEvents": events.describe_events,
+    "ExportServerEngineAttribute": exports.export_server_engine_attribute,
     "ListTagsForResource": tags.list_tags_for_resource,
     "StartMaintenance": maintenance.start_maintenance_operation,
     "TagResource": tags.tag_resource,

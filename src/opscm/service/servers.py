@@ -10,6 +10,7 @@ from opscm.domain.tags import check_tag_count, tag_pairs
 
 from . import snapshots
 from .context import Caller, Dependencies
+from .starter_kits import starter_kit_attribute
 from .views import server_view
 
 # Members of CreateServerRequest that DescribeServers echoes back unchanged.
@@ -78,6 +79,8 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
             )
         uow.servers.add(server)
         provisioned.store(uow)
+        # What DescribeServers will show (the CA certificate) goes into the starter kit.
+        described = engine.describe(uow, server)
         uow.tags.put(server.arn, tags)
         uow.events.add(server.id, deps.clock.now(), f"Server {server.name} creation started ({choice.engine}).")
         if source:
@@ -85,7 +88,8 @@ def create_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
         uow.jobs.add("create-server", server.id, deps.clock.now())
         uow.commit()
     deps.wake_jobs()
-    return {"Server": server_view(server, provisioned.once)}
+    kit = starter_kit_attribute(deps, server, provisioned.once, described)
+    return {"Server": server_view(server, [*provisioned.once, kit])}
 
 
 def describe_servers(deps: Dependencies, caller: Caller, params: dict) -> dict:
