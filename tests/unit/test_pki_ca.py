@@ -16,22 +16,22 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
-from opscm.pki import CaSigner, CsrPolicy, CsrRefused, InvalidCertname, PkiError, check_csr, create_ca
+from opscm.pki import (
+    CaSigner,
+    CsrPolicy,
+    CsrRefused,
+    InvalidCertname,
+    PkiError,
+    check_csr,
+    create_ca,
+)
+from tests.support.pki import ALLOW_ALL, PP_CLI_AUTH, PP_ROLE, PP_UUID, utf8
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
 NS_COMMENT = x509.ObjectIdentifier("2.16.840.1.113730.1.13")
 PUPPET_COMMENT_DER = b"\x16\x22Puppet Server Internal Certificate"
-PP_UUID = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.1.1")
-PP_ROLE = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.1.13")
 PP_PRIV = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.2.7")
-PP_CLI_AUTH = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.3.39")
-ALLOW_ALL = CsrPolicy(allow_subject_alt_names=True, allow_authorization_extensions=True)
-
-
-def utf8(text: str) -> bytes:
-    raw = text.encode()
-    return b"\x0c" + bytes([len(raw)]) + raw
 
 
 @pytest.fixture(scope="module")

@@ -3,24 +3,17 @@
 import ipaddress
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import AttributeOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opscm.pki import CsrPolicy, CsrRefused, InvalidCertname, check_csr
+from tests.support.pki import ALLOW_ALL, PP_CLI_AUTH, PP_ROLE, utf8
 
-PP_ROLE = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.1.13")
 PP_PRIV = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.2.1")
-PP_CLI_AUTH = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.3.39")
-ALLOW_ALL = CsrPolicy(allow_subject_alt_names=True, allow_authorization_extensions=True)
-
-
-def utf8(text: str) -> bytes:
-    raw = text.encode()
-    return b"\x0c" + bytes([len(raw)]) + raw
 
 
 @pytest.fixture(scope="module")

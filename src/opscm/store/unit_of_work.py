@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine
 
-from .repositories import (
+from .sql import (
     SqlAccessKeys,
     SqlAssociations,
     SqlBackups,

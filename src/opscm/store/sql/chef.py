@@ -1,0 +1,56 @@
+"""SQL store of the built-in Chef client registry."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+
+from opscm.service.ports import (
+    ChefClient,
+)
+
+from .. import schema as t
+from .base import Repository
+
+
+class SqlChefClients(Repository):
+    def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> bool:
+        """Register or re-key a client; True when it replaced an existing key."""
+        existed = self.delete(server_id, organization, name)
+        self._db.execute(
+            insert(t.chef_clients).values(
+                server_id=server_id, organization=organization, name=name, public_key_pem=public_key_pem, created_at=now
+            )
+        )
+        return existed
+
+    def list(self, server_id: str) -> list[ChefClient]:
+        c = t.chef_clients.c
+        rows = self._db.execute(
+            select(c.organization, c.name, c.public_key_pem, c.created_at)
+            .where(c.server_id == server_id)
+            .order_by(c.organization, c.name)
+        )
+        return [ChefClient(*row) for row in rows]
+
+    def get(self, server_id: str, organization: str, name: str) -> str | None:
+        c = t.chef_clients.c
+        return self._db.scalar(
+            select(c.public_key_pem).where(c.server_id == server_id, c.organization == organization, c.name == name)
+        )
+
+    def delete(self, server_id: str, organization: str, name: str) -> bool:
+        c = t.chef_clients.c
+        result = self._db.execute(
+            delete(t.chef_clients).where(c.server_id == server_id, c.organization == organization, c.name == name)
+        )
+        return result.rowcount > 0
+
+    def replace_all(self, server_id: str, clients) -> None:
+        self._db.execute(delete(t.chef_clients).where(t.chef_clients.c.server_id == server_id))
+        if clients:
+            self._db.execute(
+                insert(t.chef_clients), [{"server_id": server_id, **dataclasses.asdict(client)} for client in clients]
+            )

@@ -1,0 +1,24 @@
+"""SQL store of server events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select
+
+from opscm.service.ports import (
+    Event,
+)
+
+from .. import schema as t
+from .base import Repository
+
+
+class SqlEvents(Repository):
+    def add(self, server_id: str, now: datetime, message: str, log_url: str | None = None) -> None:
+        self._db.execute(insert(t.events).values(server_id=server_id, created_at=now, message=message, log_url=log_url))
+
+    def list(self, server_id: str) -> list[Event]:
+        c = t.events.c
+        rows = self._db.execute(select(t.events).where(c.server_id == server_id).order_by(c.id.desc()))
+        return [Event(**row) for row in rows.mappings()]

@@ -1,0 +1,88 @@
+"""SQL store of servers."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, delete, func, insert, select, update
+
+from opscm.domain.servers import EngineChoice, Server, ServerStatus
+
+from .. import schema as t
+from .base import Repository
+
+
+class SqlServers(Repository):
+    def add(self, server: Server) -> None:
+        self._db.execute(insert(t.servers).values(**_server_row(server)))
+
+    def get(self, account_id: str, region: str, name: str) -> Server | None:
+        c = t.servers.c
+        return self._one(and_(c.account_id == account_id, c.region == region, c.name == name))
+
+    def get_by_id(self, server_id: str) -> Server | None:
+        return self._one(t.servers.c.id == server_id)
+
+    def list(self, account_id: str, region: str) -> list[Server]:
+        c = t.servers.c
+        rows = self._db.execute(
+            select(t.servers).where(c.account_id == account_id, c.region == region).order_by(c.created_at, c.name)
+        )
+        return [_server(row) for row in rows.mappings()]
+
+    def list_all(self) -> list[Server]:
+        rows = self._db.execute(select(t.servers).order_by(t.servers.c.created_at))
+        return [_server(row) for row in rows.mappings()]
+
+    def count(self, account_id: str, region: str) -> int:
+        c = t.servers.c
+        return self._db.scalar(select(func.count()).where(c.account_id == account_id, c.region == region))
+
+    def save(self, server: Server) -> None:
+        row = _server_row(server)
+        self._db.execute(update(t.servers).where(t.servers.c.id == server.id).values(**row))
+
+    def delete(self, server_id: str) -> None:
+        self._db.execute(delete(t.servers).where(t.servers.c.id == server_id))
+
+    def _one(self, condition) -> Server | None:
+        row = self._db.execute(select(t.servers).where(condition)).mappings().first()
+        return _server(row) if row else None
+
+
+def _server_row(server: Server) -> dict:
+    return {
+        "id": server.id,
+        "account_id": server.account_id,
+        "region": server.region,
+        "name": server.name,
+        "engine": server.engine.engine,
+        "engine_model": server.engine.model,
+        "engine_version": server.engine.version,
+        "status": str(server.status),
+        "status_reason": server.status_reason,
+        "endpoint": server.endpoint,
+        "created_at": server.created_at,
+        "settings": server.settings,
+        "engine_data": server.engine_data,
+        "maintenance_status": server.maintenance_status,
+        "last_automated_backup_at": server.last_automated_backup_at,
+        "last_maintenance_at": server.last_maintenance_at,
+    }
+
+
+def _server(row) -> Server:
+    return Server(
+        id=row["id"],
+        account_id=row["account_id"],
+        region=row["region"],
+        name=row["name"],
+        engine=EngineChoice(row["engine"], row["engine_model"], row["engine_version"]),
+        status=ServerStatus(row["status"]),
+        status_reason=row["status_reason"],
+        endpoint=row["endpoint"],
+        created_at=row["created_at"],
+        settings=dict(row["settings"]),
+        engine_data=dict(row["engine_data"]),
+        maintenance_status=row["maintenance_status"],
+        last_automated_backup_at=row["last_automated_backup_at"],
+        last_maintenance_at=row["last_maintenance_at"],
+    )
