@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--api-url", help="opscm API URL written into user data and starter kits (default: the public URL)")
     serve.add_argument("--ca-key-bits", type=int, default=4096, choices=(2048, 3072, 4096), help="RSA size of new Puppet CAs")
     serve.add_argument("--server-limit", type=int, default=10, help="servers per account and region (default 10)")
+    serve.add_argument(
+        "--manual-backup-limit", type=int, default=50, help="manual backups per account and region (default 50)"
+    )
     serve.add_argument("--schedule-interval", type=float, default=30.0, help="seconds between window checks (default 30)")
     serve.add_argument("--health-interval", type=float, default=60.0, help="seconds between health checks (default 60)")
     serve.add_argument("--throttle", action="store_true", help="throttle requests per account (ThrottlingException)")
@@ -69,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         api_url=args.api_url or args.public_url or url,
         ca_key_bits=args.ca_key_bits,
         server_limit=args.server_limit,
+        manual_backup_limit=args.manual_backup_limit,
         schedule_interval=args.schedule_interval,
         health_interval=args.health_interval,
         throttle_rate=(args.throttle_rate or DEFAULT_RATE) if throttled else None,

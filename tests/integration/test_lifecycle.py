@@ -196,3 +196,14 @@ def test_scheduled_maintenance_runs_once_per_window():
         mock.wait_for_jobs()
         server = client.describe_servers(ServerName="sched")["Servers"][0]
         assert server["MaintenanceStatus"] == "SUCCESS"
+
+
+def test_update_interrupted_by_a_crash_does_not_stay_modifying(tmp_path):
+    with OpsWorksCMMock(data_dir=tmp_path) as mock:
+        mock_client(mock).create_server(**create_server_params("crashy", "ChefAutomate"))
+        mock.wait_for_jobs()
+        _set_status(mock, "crashy", "MODIFYING")  # as a process killed between the two transactions leaves it
+    with OpsWorksCMMock(data_dir=tmp_path) as mock:
+        client = mock_client(mock)
+        assert client.describe_servers(ServerName="crashy")["Servers"][0]["Status"] == "HEALTHY"
+        assert "interrupted" in client.describe_events(ServerName="crashy")["ServerEvents"][0]["Message"]

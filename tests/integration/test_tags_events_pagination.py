@@ -119,3 +119,23 @@ def test_account_attributes(opscm):
         assert attributes["ManualBackupLimit"]["Maximum"] == 50 and attributes["ManualBackupLimit"]["Used"] == 0
     finally:
         client.delete_server(ServerName="counted")
+
+
+def test_maintenance_and_updates_on_the_served_instance(client):
+    name = f"maint-{uuid.uuid4().hex[:6]}"
+    client.create_server(**create_server_params(name, "ChefAutomate"))
+    wait_for_status(client, name)
+    try:
+        assert client.start_maintenance(ServerName=name)["Server"]["Status"] == "UNDER_MAINTENANCE"
+        server = wait_for_status(client, name)
+        assert server["MaintenanceStatus"] == "SUCCESS"
+        server = client.update_server(ServerName=name, PreferredMaintenanceWindow="Sun:23:30", BackupRetentionCount=3)["Server"]
+        assert (server["PreferredMaintenanceWindow"], server["BackupRetentionCount"]) == ("Sun:23:30", 3)
+        reset = client.update_server_engine_attributes(ServerName=name, AttributeName="CHEF_PIVOTAL_KEY")["Server"]
+        new_key = {a["Name"]: a["Value"] for a in reset["EngineAttributes"]}["CHEF_PIVOTAL_KEY"]
+        assert "PRIVATE KEY" in new_key and reset["Status"] == "HEALTHY"
+        messages = [e["Message"] for e in client.describe_events(ServerName=name)["ServerEvents"]]
+        assert messages[0] == "Engine attribute CHEF_PIVOTAL_KEY updated."
+        assert any("Maintenance completed" in m for m in messages)
+    finally:
+        client.delete_server(ServerName=name)

@@ -14,7 +14,7 @@ from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.protocol.json11 import JsonProtocol
 from opscm.service.context import Dependencies, Limits
 from opscm.service.ports import Clock
-from opscm.service import health, schedule
+from opscm.service import health, schedule, updates
 from opscm.service.operations import OPERATIONS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
@@ -117,8 +117,10 @@ class Application:
 
     def start(self) -> None:
         if self.database.dialect.name == "sqlite":
-            # One process per SQLite data dir: a lease still held was held by a process now gone.
+            # One process per SQLite data dir: a lease still held, or an update still MODIFYING,
+            # was left by a process now gone.
             self.jobs.release_leases()
+            updates.recover_interrupted(self.deps)
         self.jobs.start()
         for task in self.periodic:
             task.start()

@@ -65,3 +65,17 @@ def _resume(deps: Dependencies, caller: Caller, server_name: str, status: Server
             server.status = status
             uow.servers.save(server)
             uow.commit()
+
+
+def recover_interrupted(deps: Dependencies) -> int:
+    """Servers left MODIFYING by a crash mid-update go back to HEALTHY (the next health check judges)."""
+    recovered = 0
+    with deps.uow() as uow:
+        for server in uow.servers.list_all():
+            if server.status is ServerStatus.MODIFYING:
+                server.status = ServerStatus.HEALTHY
+                uow.servers.save(server)
+                uow.events.add(server.id, deps.clock.now(), "An engine attribute update was interrupted by a restart.")
+                recovered += 1
+        uow.commit()
+    return recovered
