@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from opscm.domain.associations import AssociationStatus, Outcome, check_chef_client_name, chef_request
+from opscm.domain.associations import (
+    AssociationStatus,
+    Outcome,
+    check_chef_client_name,
+    chef_request,
+)
 from opscm.domain.engine_attributes import attribute_map
 from opscm.domain.errors import NotFound, ValidationFailed
 from opscm.domain.passwords import check_admin_password, generate_admin_password

@@ -9,13 +9,29 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from opscm.domain.associations import PUPPET_NODE_CERT, AssociationStatus, Outcome, puppet_csr, puppet_disassociation
+from opscm.domain.associations import (
+    PUPPET_NODE_CERT,
+    AssociationStatus,
+    Outcome,
+    puppet_csr,
+    puppet_disassociation,
+)
 from opscm.domain.engine_attributes import attribute_map
 from opscm.domain.errors import InvalidState, NotFound, ValidationFailed
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
 from opscm.pki import CaSigner, CsrPolicy, PkiError, check_csr, create_ca, hash_password
-from opscm.service.ports import CaRecord, CertificateRecord, Clock, Provisioned, PuppetCaState, SecretBox, UnitOfWork
+from opscm.service.ports import (
+    CaRecord,
+    CertificateRecord,
+    Clock,
+    Provisioned,
+    PuppetCaState,
+    SecretBox,
+    UnitOfWork,
+)
+
+from .signer_cache import SignerCache
 
 ADMIN_PASSWORD = "PUPPET_ADMIN_PASSWORD"
 CREATE_ATTRIBUTES = (ADMIN_PASSWORD, "PUPPET_R10K_REMOTE", "PUPPET_R10K_PRIVATE_KEY")
@@ -49,6 +65,7 @@ class BuiltinPuppet:
         self._ca_key_bits = ca_key_bits
         self._ttl = certificate_ttl
         self._policy = csr_policy
+        self._signers = SignerCache()
 
     def prepare(self, server: Server, attributes) -> Provisioned:
         values = attribute_map(attributes, allowed=CREATE_ATTRIBUTES)
@@ -110,7 +127,7 @@ class BuiltinPuppet:
 
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # The CA row, its key and every certificate row are deleted with the server (ON DELETE CASCADE).
-        pass
+        self._signers.forget(server.id)
 
     def snapshot(self, uow: UnitOfWork, server: Server) -> dict:
         state = uow.puppet.export_state(server.id)
@@ -200,7 +217,9 @@ class BuiltinPuppet:
         ca = uow.puppet.get(server.id)
         if ca is None:
             raise InvalidState(f"Server {server.name} has no certificate authority.")
-        return CaSigner(self._box.open(ca.key_enc), ca.cert_pem)
+        return self._signers.get(
+            server.id, ca.key_enc, ca.cert_pem, lambda: CaSigner(self._box.open(ca.key_enc), ca.cert_pem)
+        )
 
     def _revoke_active(self, uow: UnitOfWork, server: Server, certname: str) -> list[int]:
         now = self._clock.now()
