@@ -8,6 +8,7 @@ every value it fills in and inserts it shell-quoted, so nothing a caller sends c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -132,7 +133,9 @@ def user_data_script(target: Target, options: NodeOptions = NodeOptions()) -> st
     return fill(script, {name: shell_quote(value) for name, value in values.items()})
 
 
+@functools.cache
 def template(*path: str) -> str:
+    """A template shipped in the package (read once: they never change while running)."""
     return resources.files("opscm").joinpath("templates", *path).read_text(encoding="utf-8")
 
 
