@@ -70,12 +70,36 @@ def test_quoted_key_as_aws_user_data_sends_it(opscm, client, chef_server):
     assert _registered_key(opscm, "quoted").split() == pem.split()
 
 
-def test_reassociation_replaces_the_key(opscm, client, chef_server):
+def test_a_name_in_force_is_refused_until_replacement_is_allowed(opscm, client, chef_server):
     attributes = lambda pem: [{"Name": "CHEF_ORGANIZATION", "Value": "default"}, {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": pem}]  # noqa: E731
     old, new = public_pem(rsa_key()), public_pem(rsa_key())
     client.associate_node(ServerName=chef_server, NodeName="rekeyed", EngineAttributes=attributes(old))
-    client.associate_node(ServerName=chef_server, NodeName="rekeyed", EngineAttributes=attributes(new))
-    assert _registered_key(opscm, "rekeyed").split() == new.split()
+    code, message = _error(
+        lambda: client.associate_node(ServerName=chef_server, NodeName="rekeyed", EngineAttributes=attributes(new))
+    )
+    assert code == "ValidationException" and "already associated" in message and "OPSCM_NODE_NAME_POLICY" in message
+    assert _registered_key(opscm, "rekeyed").split() == old.split(), "the node in force keeps its key"
+    events = client.describe_events(ServerName=chef_server)["ServerEvents"]
+    assert "AssociateNode for node rekeyed failed: Node rekeyed is already associated" in events[0]["Message"]
+
+    client.update_server_engine_attributes(ServerName=chef_server, AttributeName="OPSCM_NODE_NAME_POLICY", AttributeValue="REPLACE")
+    try:
+        client.associate_node(ServerName=chef_server, NodeName="rekeyed", EngineAttributes=attributes(new))
+        assert _registered_key(opscm, "rekeyed").split() == new.split()
+    finally:
+        client.update_server_engine_attributes(ServerName=chef_server, AttributeName="OPSCM_NODE_NAME_POLICY", AttributeValue="UNIQUE")
+    described = client.describe_servers(ServerName=chef_server)["Servers"][0]["EngineAttributes"]
+    assert {"Name": "OPSCM_NODE_NAME_POLICY", "Value": "UNIQUE"} in described
+
+
+def test_disassociate_then_associate_always_works(opscm, client, chef_server):
+    attributes = [{"Name": "CHEF_ORGANIZATION", "Value": "default"}]
+    for _ in range(2):
+        pem = public_pem(rsa_key())
+        client.associate_node(ServerName=chef_server, NodeName="cycled", EngineAttributes=[*attributes, {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": pem}])
+        assert _registered_key(opscm, "cycled").split() == pem.split()
+        client.disassociate_node(ServerName=chef_server, NodeName="cycled", EngineAttributes=attributes)
+        assert _registered_key(opscm, "cycled") is None
 
 
 @pytest.mark.parametrize(

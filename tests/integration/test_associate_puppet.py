@@ -3,6 +3,7 @@
 import base64
 import concurrent.futures
 import datetime
+import uuid
 
 import httpx
 import pytest
@@ -11,7 +12,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from tests.support import openssl
-from tests.support.requests import make_csr, rsa_key
+from tests.support.requests import create_server_params, make_csr, rsa_key
+from tests.support.server import wait_for_status
 
 
 def _server(client, name):
@@ -79,7 +81,28 @@ def test_serials_are_unique_under_concurrency(client, puppet_server):
     assert all(s > 1 for s in serials), "serial 1 is the CA's"
 
 
-def test_reassociation_revokes_the_old_certificate(client, puppet_server, tmp_path):
+def test_a_signed_name_is_refused_as_puppet_refuses_it(client, puppet_server):
+    _associate(client, puppet_server, "taken", make_csr("taken"))
+    code, message = _error(lambda: _associate(client, puppet_server, "taken", make_csr("taken")))
+    assert code == "ValidationException" and "already associated" in message
+    client.disassociate_node(ServerName=puppet_server, NodeName="taken")
+    _associate(client, puppet_server, "taken", make_csr("taken"))  # disassociate, then associate: always works
+
+
+@pytest.mark.parametrize("name", ["ca", "localhost", "ENDPOINT"])
+def test_the_servers_own_names_are_never_a_nodes(client, puppet_server, name):
+    if name == "ENDPOINT":
+        name = _server(client, puppet_server)["Endpoint"].lower()
+    code, message = _error(lambda: _associate(client, puppet_server, name, make_csr(name)))
+    assert code == "ValidationException" and "reserved" in message
+
+
+def test_replace_policy_revokes_the_old_certificate(client, tmp_path):
+    name = f"replace-{uuid.uuid4().hex[:6]}"
+    client.create_server(**create_server_params(
+        name, "Puppet", EngineAttributes=[{"Name": "OPSCM_NODE_NAME_POLICY", "Value": "replace"}]
+    ))
+    puppet_server = wait_for_status(client, name)["ServerName"]
     first = _certificate(client, puppet_server, _associate(client, puppet_server, "rekey", make_csr("rekey"))["NodeAssociationStatusToken"])
     second = _certificate(client, puppet_server, _associate(client, puppet_server, "rekey", make_csr("rekey"))["NodeAssociationStatusToken"])
     server = _server(client, puppet_server)

@@ -292,7 +292,7 @@ def test_backup_failure_is_recorded_and_the_server_goes_back_to_work():
         (mock.app.settings.data_dir / "backups").write_text("")  # a file where the directory should be
         mock.app.jobs.run_pending()
         failed = client.describe_backups(BackupId=backup["BackupId"])["Backups"][0]
-        assert failed["Status"] == "FAILED" and "FileExistsError" in failed["StatusDescription"]
+        assert failed["Status"] == "FAILED" and failed["StatusDescription"] == "the backup storage failed: File exists"
         assert "S3DataUrl" not in failed
         assert _server(client, "bf")["Status"] == "HEALTHY"
         messages = [e["Message"] for e in client.describe_events(ServerName="bf")["ServerEvents"]]
@@ -349,6 +349,7 @@ def test_puppet_restore_keeps_the_ca_and_revokes_what_came_after(bclient, tmp_pa
 
 def test_chef_restore_brings_the_client_registry_back(opscm, bclient):
     with _healthy_server(bclient, "ChefAutomate", "chefrest") as name:
+        bclient.update_server_engine_attributes(ServerName=name, AttributeName="OPSCM_NODE_NAME_POLICY", AttributeValue="REPLACE")
         server_id = _server_id(_server(bclient, name))
         first, second, rekeyed, later = (public_pem(rsa_key()) for _ in range(4))
         bclient.associate_node(ServerName=name, NodeName="first", EngineAttributes=_chef_attributes(first))
@@ -424,7 +425,7 @@ def test_a_restore_that_cannot_read_its_backup_changes_nothing():
         server = _server(client, "lost")
         assert server["Status"] == "HEALTHY" and _attrs(server)["PUPPET_API_CA_CERT"] == ca
         messages = [e["Message"] for e in client.describe_events(ServerName="lost")["ServerEvents"]]
-        assert messages[0].startswith(f"Restore from backup {backup['BackupId']} failed: FileNotFoundError")
+        assert messages[0].startswith(f"Restore from backup {backup['BackupId']} failed: the backup storage failed: No such file or directory")
 
 
 # --- CreateServer from a backup --------------------------------------------------------------------

@@ -218,8 +218,16 @@ def test_chef_script_associates_the_node(opscm, client, home, chef_server, tmp_p
     }
     assert not list(config.glob("*.opscm")), "no temporary files are left behind"
 
-    # Running it again makes a new key: the old one is no longer the client's.
-    again = _run(script, env, tmp_path)
+    # Running it again is refused (the name is in force) and changes nothing on the node.
+    refused = _run(script, env, tmp_path)
+    assert refused.returncode != 0 and "already associated" in refused.stderr
+    assert (config / "client.pem").read_bytes() == client_pem
+    # With replacement allowed, it makes a new key: the old one is no longer the client's.
+    client.update_server_engine_attributes(ServerName=chef_server, AttributeName="OPSCM_NODE_NAME_POLICY", AttributeValue="REPLACE")
+    try:
+        again = _run(script, env, tmp_path)
+    finally:
+        client.update_server_engine_attributes(ServerName=chef_server, AttributeName="OPSCM_NODE_NAME_POLICY", AttributeValue="UNIQUE")
     assert again.returncode == 0, again.stderr
     new_pem = (config / "client.pem").read_bytes()
     assert new_pem != client_pem

@@ -1,7 +1,8 @@
+from opscm.engines.serial_blocks import SerialBlocks
 from opscm.engines.signer_cache import SignerCache
 
 
-def test_signer_is_loaded_once_per_key_and_reloaded_when_the_key_changes():
+def test_signer_is_loaded_once_per_ca_certificate_and_reloaded_when_it_changes():
     cache = SignerCache(capacity=2)
     loads = []
 
@@ -12,13 +13,34 @@ def test_signer_is_loaded_once_per_key_and_reloaded_when_the_key_changes():
 
         return load
 
-    first = cache.get("s1", b"key-1", "cert-1", loader("a"))
-    assert cache.get("s1", b"key-1", "cert-1", loader("b")) is first
-    restored = cache.get("s1", b"key-2", "cert-2", loader("c"))  # a restore brought another CA
+    first = cache.get("s1", "cert-1", loader("a"))
+    assert cache.get("s1", "cert-1", loader("b")) is first
+    restored = cache.get("s1", "cert-2", loader("c"))  # a restore brought another CA
     assert restored is not first
-    cache.get("s2", b"k", "c", loader("d"))
-    cache.get("s3", b"k", "c", loader("e"))  # evicts s1, the least recently used
-    cache.get("s1", b"key-2", "cert-2", loader("f"))
+    cache.get("s2", "c", loader("d"))
+    cache.get("s3", "c", loader("e"))  # evicts s1, the least recently used
+    cache.get("s1", "cert-2", loader("f"))
     cache.forget("s3")
-    cache.get("s3", b"k", "c", loader("g"))
+    cache.get("s3", "c", loader("g"))
     assert loads == ["a", "c", "d", "e", "f", "g"]
+
+
+def test_serials_come_in_blocks_unique_and_increasing_per_process():
+    counter = {"s1": 2, "s2": 2}
+    reservations = []
+
+    def reserve(server_id, count):
+        reservations.append((server_id, count))
+        first = counter[server_id]
+        counter[server_id] += count
+        return first
+
+    blocks = SerialBlocks(reserve, block=3)
+    serials = [blocks.next("s1") for _ in range(7)]
+    assert serials == [2, 3, 4, 5, 6, 7, 8]
+    assert reservations == [("s1", 3)] * 3
+    assert blocks.next("s2") == 2
+    # Another process took the counter on meanwhile: a forgotten block is never reused.
+    counter["s1"] += 100
+    blocks.forget("s1")
+    assert blocks.next("s1") == 111

@@ -19,9 +19,13 @@ from opscm.service.operations import OPERATIONS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
 from opscm.store.database import migrate, open_database, sqlite_url
+from opscm.service.server_cache import ServerCache
+from opscm.store.sql import SqlChefClients, SqlPuppetCas
 from opscm.store.unit_of_work import SqlUnitOfWorkFactory
 
 from .asgi import ca_api_prefix, create_asgi_app
+from .backends import remote_engines
+from .config import Backend
 from .credentials import KeyRing, ensure_admin
 from .job_runner import JobRunner, PeriodicTask
 from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
@@ -47,6 +51,10 @@ class Settings:
     throttle_burst: int = 10
     mock_account_id: str = "123456789012"
     mock_region: str = "us-east-1"
+    # The operator's engine backends (``opscm serve --config``), by name.
+    backends: dict[str, Backend] = dataclasses.field(default_factory=dict)
+    # How long a remote engine's node change is retried before it is FAILED.
+    remote_retry_seconds: float = 300.0
 
 
 def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, bytes]:
@@ -74,16 +82,20 @@ class Application:
         self.jobs = JobRunner(settings.job_workers)
         engines = {
             "Puppet": BuiltinPuppet(
+                uow=uow,
+                ca_store=SqlPuppetCas,
                 secret_box=self.secret_box,
                 clock=self.clock,
                 ca_key_bits=settings.ca_key_bits,
                 ca_urls=self._ca_urls,
             ),
-            "ChefAutomate": BuiltinChef(clock=self.clock),
+            "ChefAutomate": BuiltinChef(uow=uow, registry=SqlChefClients, clock=self.clock),
         }
         self.deps = Dependencies(
             uow=uow,
             engines=engines,
+            backends=remote_engines(settings.backends),
+            server_cache=ServerCache(uow),
             clock=self.clock,
             wake_jobs=self.jobs.wake,
             endpoint_host=settings.endpoint_host,
@@ -93,7 +105,11 @@ class Application:
                 if settings.data_dir
                 else MemoryBackupStorage(self.secret_box)
             ),
-            limits=Limits(servers_per_region=settings.server_limit, manual_backups_per_region=settings.manual_backup_limit),
+            limits=Limits(
+                servers_per_region=settings.server_limit,
+                manual_backups_per_region=settings.manual_backup_limit,
+                remote_retry_seconds=settings.remote_retry_seconds,
+            ),
             api_url=settings.api_url or settings.public_url,
         )
         self.jobs.bind(self.deps)

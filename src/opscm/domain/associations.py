@@ -45,15 +45,6 @@ class Association:
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What an engine reports for an association: final (SUCCESS/FAILED) or IN_PROGRESS."""
-
-    status: AssociationStatus
-    engine_attributes: list[dict[str, str]] = dataclasses.field(default_factory=list)
-    reason: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class ChefNodeRequest:
     organization: str
     public_key_pem: str | None

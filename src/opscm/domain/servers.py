@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import InvalidState, ValidationFailed
+from .nodes import NodeNamePolicy
 
 
 class ServerStatus(enum.StrEnum):
@@ -92,10 +93,19 @@ class Server:
     maintenance_status: str | None = None  # SUCCESS / FAILED of the last maintenance
     last_automated_backup_at: datetime | None = None
     last_maintenance_at: datetime | None = None
+    # The operator's backend serving this server's engine; None: opscm's built-in engine.
+    backend: str | None = None
+    node_name_policy: NodeNamePolicy = NodeNamePolicy.UNIQUE
+    # Bumped by the store at every save; a cached copy is current while its revision is.
+    revision: int = 0
 
     @property
     def arn(self) -> str:
         return server_arn(self.region, self.account_id, self.name, self.id)
+
+    def own_names(self) -> tuple[str, ...]:
+        """Host names the server answers to: never a node's."""
+        return tuple(n for n in (self.endpoint, self.settings.get("CustomDomain")) if n)
 
     def require_status(self, *allowed: ServerStatus, action: str) -> None:
         if self.status not in allowed:

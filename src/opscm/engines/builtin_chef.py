@@ -1,30 +1,61 @@
-"""The built-in Chef engine: a registry of client public keys per server and organization."""
+"""The built-in Chef engine: a registry of client public keys per server and organization.
+
+It has no Chef server API in front of it; for nodes that run chef-client, bind the server to a
+``chef-server`` backend (a Chef Infra Server, or goiardi) instead.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from opscm.domain.associations import (
-    AssociationStatus,
-    Outcome,
-    check_chef_client_name,
-    chef_request,
-)
+from opscm.domain.associations import AssociationAction, check_chef_client_name, chef_request
 from opscm.domain.engine_attributes import attribute_map
-from opscm.domain.errors import NotFound, ValidationFailed
+from opscm.domain.errors import ValidationFailed
+from opscm.domain.nodes import NodeClaim
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
 from opscm.pki import PkiError, check_rsa_public_key, generate_rsa_key, hash_password
-from opscm.service.ports import ChefClient, Clock, Provisioned, UnitOfWork
+from opscm.pki.keys import public_key_fingerprint
+from opscm.service.ports import Applied, Clock, NodeChange, Provisioned, UnitOfWork, UnitOfWorkFactory
+
+from .ports import ChefClient, ChefRegistry
 
 PIVOTAL_KEY = "CHEF_AUTOMATE_PIVOTAL_KEY"
 ADMIN_PASSWORD = "CHEF_AUTOMATE_ADMIN_PASSWORD"
 RESET_PIVOTAL_KEY = "CHEF_PIVOTAL_KEY"
+# Chef Server's own user and the organization's validator: never a node's name.
+RESERVED_CLIENTS = ("pivotal", "default-validator")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedChange:
+    change: NodeChange
+    now: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class RestorePlan:
+    clients: list[ChefClient]
+    engine_data: dict
 
 
 class BuiltinChef:
-    def __init__(self, *, clock: Clock, pivotal_key_bits: int = 2048):
+    remote = False
+    engine = "ChefAutomate"
+    endpoint = None
+
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWorkFactory,
+        registry: Callable[..., ChefRegistry],
+        clock: Clock,
+        pivotal_key_bits: int = 2048,
+    ):
+        self._uow = uow
+        self._registry = registry
         self._clock = clock
         self._pivotal_key_bits = pivotal_key_bits
 
@@ -51,22 +82,40 @@ class BuiltinChef:
     def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
         return lambda uow: None  # the registry needs nothing before the first client
 
-    def describe(self, uow: UnitOfWork, server: Server) -> list[dict[str, str]]:
+    def describe(self, server: Server) -> list[dict[str, str]]:
         return []
 
-    def associate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome:
-        request = chef_request(attributes, need_key=True)
+    def reserved_names(self, server: Server) -> Iterable[str]:
+        return RESERVED_CLIENTS
+
+    def ca_document(self, server: Server, document: str, name: str) -> str | None:
+        return None
+
+    def vet(self, server: Server, action: AssociationAction, node_name: str, attributes) -> NodeChange:
+        associate = action is AssociationAction.ASSOCIATE
+        request = chef_request(attributes, need_key=associate)
+        if not associate:
+            return NodeChange(action, node_name, {"organization": request.organization})
         check_chef_client_name(node_name)
         public_key = _public_key(request.public_key_pem, "CHEF_NODE_PUBLIC_KEY")
-        # Re-associating a name re-keys the client: the old key stops working at once.
-        uow.chef.put(server.id, request.organization, node_name, public_key, self._clock.now())
-        return Outcome(AssociationStatus.SUCCESS)
+        return NodeChange(action, node_name, {"organization": request.organization, "public_key": public_key})
 
-    def disassociate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome:
-        request = chef_request(attributes, need_key=False)
-        if not uow.chef.delete(server.id, request.organization, node_name):
-            raise NotFound(f"Node {node_name} is not associated with server {server.name}.")
-        return Outcome(AssociationStatus.SUCCESS)
+    def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> PreparedChange:
+        return PreparedChange(change, self._clock.now())
+
+    def commit_change(self, uow: UnitOfWork, server: Server, prepared: PreparedChange) -> Applied:
+        change, registry = prepared.change, uow.bind(self._registry)
+        organization = change.request["organization"]
+        if change.action is AssociationAction.DISASSOCIATE:
+            registry.delete(server.id, organization, change.node_name)
+            return Applied()
+        # Registering a held name (the REPLACE policy) re-keys the client: the old key stops working.
+        public_key = change.request["public_key"]
+        registry.put(server.id, organization, change.node_name, public_key, prepared.now)
+        return Applied(ref=public_key_fingerprint(public_key))
+
+    def apply_change(self, server: Server, change: NodeChange, replacing: bool) -> Applied:
+        raise NotImplementedError("the built-in engine commits changes locally")
 
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # Client rows go with the server (ON DELETE CASCADE); the pivotal key was never stored.
@@ -83,28 +132,33 @@ class BuiltinChef:
                     "public_key_pem": client.public_key_pem,
                     "created_at": client.created_at.isoformat(),
                 }
-                for client in uow.chef.list(server.id)
+                for client in uow.bind(self._registry).list(server.id)
             ],
         }
 
-    def restore(self, uow: UnitOfWork, server: Server, snapshot: dict) -> None:
+    def plan_restore(self, server: Server, snapshot: dict, *, new_server: bool) -> RestorePlan:
         if snapshot.get("engine") != "ChefAutomate":
             raise ValidationFailed("The backup is not a Chef Automate backup.")
         clients = [
             ChefClient(c["organization"], c["name"], c["public_key_pem"], datetime.fromisoformat(c["created_at"]))
             for c in snapshot["clients"]
         ]
-        # Clients registered after the backup are gone; re-keyed ones get their old key back.
-        uow.chef.replace_all(server.id, clients)
-        server.engine_data = dict(snapshot["engine_data"])
+        return RestorePlan(clients, dict(snapshot["engine_data"]))
 
-    def maintain(self, uow: UnitOfWork, server: Server) -> list[str]:
+    def restore(self, uow: UnitOfWork, server: Server, plan: RestorePlan) -> list[tuple[str, str | None]]:
+        # Clients registered after the backup are gone; re-keyed ones get their old key back.
+        uow.bind(self._registry).replace_all(server.id, plan.clients)
+        server.engine_data = dict(plan.engine_data)
+        return [(c.name, public_key_fingerprint(c.public_key_pem)) for c in plan.clients]
+
+    def maintain(self, server: Server) -> list[str]:
         # The registry holds only public keys: checking them is the upkeep there is.
-        clients = uow.chef.list(server.id)
+        with self._uow(read_only=True) as uow:
+            clients = uow.bind(self._registry).list(server.id)
         unusable = [c.name for c in clients if not _usable(c.public_key_pem)]
         return [f"Checked {len(clients)} client key(s); unusable: {', '.join(unusable) or 'none'}."]
 
-    def check_health(self, uow: UnitOfWork, server: Server) -> str | None:
+    def check_health(self, server: Server) -> str | None:
         if not _usable(server.engine_data.get("pivotal_public_key", "")):
             return "the pivotal public key is missing or unusable"
         return None

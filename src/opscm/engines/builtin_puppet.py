@@ -1,40 +1,78 @@
-"""The built-in Puppet engine: a Puppet-compatible CA per server, kept in the store."""
+"""The built-in Puppet engine: a Puppet-compatible CA per server, kept in its own store.
+
+Signatures (certificates, CRLs) are made outside transactions; what they were made from is
+checked when they are written: serials come from blocks reserved beforehand, and a CRL is
+published only if the CRL number it follows is still current (see ``CaStore``).
+"""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from cryptography import x509
 
 from opscm.domain.associations import (
     PUPPET_NODE_CERT,
-    AssociationStatus,
-    Outcome,
+    AssociationAction,
     puppet_csr,
     puppet_disassociation,
 )
 from opscm.domain.engine_attributes import attribute_map
-from opscm.domain.errors import InvalidState, NotFound, ValidationFailed
+from opscm.domain.errors import InvalidState, ValidationFailed
+from opscm.domain.nodes import NodeClaim
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
 from opscm.pki import CaSigner, CsrPolicy, PkiError, check_csr, create_ca, hash_password
 from opscm.service.ports import (
-    CaRecord,
-    CertificateRecord,
+    Applied,
     Clock,
+    Conflict,
+    NodeChange,
     Provisioned,
-    PuppetCaState,
     SecretBox,
     UnitOfWork,
+    UnitOfWorkFactory,
 )
 
+from .ports import CaRecord, CaStore, CertificateRecord, PuppetCaState
+from .serial_blocks import SerialBlocks
 from .signer_cache import SignerCache
 
 ADMIN_PASSWORD = "PUPPET_ADMIN_PASSWORD"
 CREATE_ATTRIBUTES = (ADMIN_PASSWORD, "PUPPET_R10K_REMOTE", "PUPPET_R10K_PRIVATE_KEY")
+# Kept in the server's engine data: public, and what DescribeServers shows without a query.
+CA_CERT = "ca_cert_pem"
+# Host names of server certificates issued by this CA (opscm puppetserver-bundle): never a node's.
+SERVER_CERTNAMES = "server_certnames"
+
+
+@dataclasses.dataclass(frozen=True)
+class NewCrl:
+    """A CRL signed outside the transaction, and the CRL number it must follow."""
+
+    expected_number: int
+    number: int
+    pem: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedChange:
+    now: datetime
+    certname: str
+    revoke: tuple[int, ...] = ()
+    crl: NewCrl | None = None
+    cert_pem: str | None = None
+    serial: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RestorePlan:
+    state: PuppetCaState
+    engine_data: dict
+    expected_crl_number: int | None  # None: a new server, nothing to compare with
 
 
 def _certificate(saved: dict) -> CertificateRecord:
@@ -48,17 +86,35 @@ def _certificate(saved: dict) -> CertificateRecord:
     )
 
 
+def _in_force(certificates: Iterable[CertificateRecord]) -> list[tuple[str, str | None]]:
+    """The node names holding an unrevoked certificate, each with its newest serial."""
+    newest: dict[str, int] = {}
+    for cert in certificates:
+        if cert.revoked_at is None:
+            newest[cert.certname] = max(cert.serial, newest.get(cert.certname, 0))
+    return [(name, str(serial)) for name, serial in sorted(newest.items())]
+
+
 class BuiltinPuppet:
+    remote = False
+    engine = "Puppet"
+    endpoint = None
+
     def __init__(
         self,
         *,
+        uow: UnitOfWorkFactory,
+        ca_store: Callable[..., CaStore],
         secret_box: SecretBox,
         clock: Clock,
         ca_urls: Callable[[Server], dict[str, str]],
         ca_key_bits: int = 4096,
         certificate_ttl: timedelta = timedelta(days=5 * 365),
         csr_policy: CsrPolicy = CsrPolicy(),
+        serial_block: int = 32,
     ):
+        self._uow = uow
+        self._store = ca_store
         self._box = secret_box
         self._clock = clock
         self._ca_urls = ca_urls
@@ -66,6 +122,10 @@ class BuiltinPuppet:
         self._ttl = certificate_ttl
         self._policy = csr_policy
         self._signers = SignerCache()
+        self._checked_keys: dict[str, bytes] = {}  # server id -> the sealed key last loaded by a health check
+        self._serials = SerialBlocks(self._reserve_serials, serial_block)
+
+    # -- servers -----------------------------------------------------------------------------
 
     def prepare(self, server: Server, attributes) -> Provisioned:
         values = attribute_map(attributes, allowed=CREATE_ATTRIBUTES)
@@ -74,14 +134,14 @@ class BuiltinPuppet:
             password = generate_admin_password()
         else:
             check_admin_password(ADMIN_PASSWORD, password)
-        engine_data = {"admin_password_hash": hash_password(password)}
+        record = self._new_ca(server)
+        engine_data = {"admin_password_hash": hash_password(password), CA_CERT: record.cert_pem}
         if values.get("PUPPET_R10K_REMOTE"):
             engine_data["r10k_remote"] = values["PUPPET_R10K_REMOTE"]
-        record = self._new_ca(server)
         return Provisioned(
             once=[{"Name": ADMIN_PASSWORD, "Value": password}],
             engine_data=engine_data,
-            store=lambda uow: uow.puppet.create(server.id, record),
+            store=lambda uow: uow.bind(self._store).create(server.id, record),
         )
 
     def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
@@ -91,50 +151,136 @@ class BuiltinPuppet:
         now = self._clock.now()
         material = create_ca(server.name, now=now, key_bits=self._ca_key_bits)
         signer = CaSigner(material.key_pem, material.cert_pem)
-        key_enc = self._box.seal(material.key_pem)
         # Kept loaded for the server's first signatures (a load costs ~230 ms of GIL at 4096 bits).
-        self._signers.get(server.id, key_enc, material.cert_pem, lambda: signer)
+        self._signers.get(server.id, material.cert_pem, lambda: signer)
         crl = signer.crl([], number=1, now=now)
-        return CaRecord(key_enc=key_enc, cert_pem=material.cert_pem, crl_pem=crl)
+        return CaRecord(key_enc=self._box.seal(material.key_pem), cert_pem=material.cert_pem, crl_pem=crl)
 
-    def describe(self, uow: UnitOfWork, server: Server) -> list[dict[str, str]]:
-        ca = uow.puppet.get(server.id)
-        if ca is None:
+    def describe(self, server: Server) -> list[dict[str, str]]:
+        cert_pem = server.engine_data.get(CA_CERT)
+        if not cert_pem:
             return []
-        attributes = [{"Name": "PUPPET_API_CA_CERT", "Value": ca.cert_pem}]
+        attributes = [{"Name": "PUPPET_API_CA_CERT", "Value": cert_pem}]
         attributes += [{"Name": name, "Value": url} for name, url in self._ca_urls(server).items()]
         return attributes
 
-    def associate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome:
-        try:
-            csr = check_csr(puppet_csr(attributes), node_name, self._policy)
-        except PkiError as error:
-            raise ValidationFailed(str(error)) from None
-        signer = self._signer(uow, server)
-        now = self._clock.now()
-        # A new certificate replaces the node's old one, which is revoked (see README).
-        replaced = self._revoke_active(uow, server, node_name)
-        serial = uow.puppet.allocate_serial(server.id)
-        cert_pem = signer.sign_node(csr, certname=node_name, serial=serial, now=now, ttl=self._ttl)
-        uow.puppet.add_certificate(server.id, serial, node_name, cert_pem, now + self._ttl)
-        if replaced:
-            self._publish_crl(uow, server, signer)
-        return Outcome(AssociationStatus.SUCCESS, [{"Name": PUPPET_NODE_CERT, "Value": cert_pem}])
+    def reserved_names(self, server: Server) -> Iterable[str]:
+        return server.engine_data.get(SERVER_CERTNAMES, ())
 
-    def disassociate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome:
-        puppet_disassociation(attributes)
-        signer = self._signer(uow, server)
-        if not self._revoke_active(uow, server, node_name):
-            raise NotFound(f"Node {node_name} is not associated with server {server.name}.")
-        self._publish_crl(uow, server, signer)
-        return Outcome(AssociationStatus.SUCCESS)
+    def ca_document(self, server: Server, document: str, name: str) -> str | None:
+        with self._uow(read_only=True) as uow:
+            store = uow.bind(self._store)
+            if name != "ca":
+                return store.certificate_pem(server.id, name) if document == "certificate" else None
+            ca = store.get(server.id)
+        if ca is None:
+            return None
+        return ca.crl_pem if document == "certificate_revocation_list" else ca.cert_pem
 
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # The CA row, its key and every certificate row are deleted with the server (ON DELETE CASCADE).
         self._signers.forget(server.id)
+        self._serials.forget(server.id)
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    def vet(self, server: Server, action: AssociationAction, node_name: str, attributes) -> NodeChange:
+        if action is AssociationAction.DISASSOCIATE:
+            puppet_disassociation(attributes)
+            return NodeChange(action, node_name, {})
+        pem = puppet_csr(attributes)
+        try:
+            csr = check_csr(pem, node_name, self._policy)
+        except PkiError as error:
+            raise ValidationFailed(str(error)) from None
+        return NodeChange(action, node_name, {"csr": pem}, vetted=csr)
+
+    def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> PreparedChange:
+        now = self._clock.now()
+        signer = self._signer(server)
+        # The certificate in force for this name (a replacement or a disassociation revokes it).
+        revoke = (int(holder.ref),) if holder is not None and holder.ref else ()
+        crl = self._new_crl(server, signer, revoke, now) if revoke else None
+        if change.action is AssociationAction.DISASSOCIATE:
+            return PreparedChange(now, change.node_name, revoke, crl)
+        csr = change.vetted or check_csr(change.request["csr"], change.node_name, self._policy)
+        serial = self._serials.next(server.id)
+        cert_pem = signer.sign_node(csr, certname=change.node_name, serial=serial, now=now, ttl=self._ttl)
+        return PreparedChange(now, change.node_name, revoke, crl, cert_pem, serial)
+
+    def commit_change(self, uow: UnitOfWork, server: Server, prepared: PreparedChange) -> Applied:
+        store = uow.bind(self._store)
+        if prepared.crl is not None:
+            self._publish(store, server, prepared.crl)
+        if prepared.revoke:
+            store.revoke(server.id, prepared.revoke, prepared.now)
+        if prepared.cert_pem is None:
+            return Applied()
+        store.add_certificate(server.id, prepared.serial, prepared.certname, prepared.cert_pem, prepared.now + self._ttl)
+        return Applied([{"Name": PUPPET_NODE_CERT, "Value": prepared.cert_pem}], ref=str(prepared.serial))
+
+    def apply_change(self, server: Server, change: NodeChange, replacing: bool) -> Applied:
+        raise NotImplementedError("the built-in engine commits changes locally")
+
+    # -- upkeep ------------------------------------------------------------------------------
+
+    def maintain(self, server: Server) -> list[str]:
+        """Expired certificates leave the active set and the CRL; the CRL is signed anew."""
+        signer = self._signer(server)
+        for _ in range(5):
+            now = self._clock.now()
+            with self._uow(read_only=True) as uow:
+                store = uow.bind(self._store)
+                expired = store.expired(server.id, now)
+                state = store.revocation_state(server.id)
+            if state is None:
+                raise InvalidState(f"Server {server.name} has no certificate authority.")
+            gone = {cert.serial for cert in expired}
+            revoked = [(serial, at) for serial, at in state.revoked if serial not in gone]
+            crl = NewCrl(state.crl_number, state.crl_number + 1, signer.crl(revoked, number=state.crl_number + 1, now=now))
+            with self._uow() as uow:
+                store = uow.bind(self._store)
+                try:
+                    self._publish(store, server, crl)
+                except Conflict:
+                    continue
+                store.delete_certificates(server.id, sorted(gone))
+                uow.nodes.release_refs(server.id, [str(serial) for serial in gone])
+                uow.commit()
+            return [f"Pruned {len(gone)} expired certificate(s).", f"Republished the CRL (CRL number {crl.number})."]
+        raise InvalidState(f"The CRL of server {server.name} is being changed by other requests; try again.")
+
+    def check_health(self, server: Server) -> str | None:
+        with self._uow(read_only=True) as uow:
+            ca = uow.bind(self._store).get(server.id)
+        if ca is None:
+            return "the certificate authority is missing"
+        if self._checked_keys.get(server.id) != ca.key_enc:
+            # A stored key not seen working yet is loaded once (~230 ms of GIL at 4096 bits).
+            try:
+                self._signers.put(server.id, ca.cert_pem, CaSigner(self._box.open(ca.key_enc), ca.cert_pem))
+            except Exception:  # noqa: BLE001 - any failure to load the key means no signing
+                self._checked_keys.pop(server.id, None)
+                return "the CA key cannot be used"
+            self._checked_keys[server.id] = ca.key_enc
+        crl = x509.load_pem_x509_crl(ca.crl_pem.encode())
+        if crl.next_update_utc is not None and crl.next_update_utc < self._clock.now():
+            return "the CRL has expired; run maintenance to republish it"
+        return None
+
+    def update_attribute(self, uow: UnitOfWork, server: Server, name: str, value: str | None) -> list[dict[str, str]]:
+        if name != ADMIN_PASSWORD:
+            raise ValidationFailed(f"AttributeName {name} cannot be updated on a Puppet server; use {ADMIN_PASSWORD}.")
+        if not value:
+            raise ValidationFailed(f"{ADMIN_PASSWORD} needs an AttributeValue.")
+        check_admin_password(ADMIN_PASSWORD, value)
+        server.engine_data["admin_password_hash"] = hash_password(value)
+        return []
+
+    # -- backups -----------------------------------------------------------------------------
 
     def snapshot(self, uow: UnitOfWork, server: Server) -> dict:
-        state = uow.puppet.export_state(server.id)
+        state = uow.bind(self._store).export_state(server.id)
         if state is None:
             raise InvalidState(f"Server {server.name} has no certificate authority.")
         return {
@@ -159,20 +305,25 @@ class BuiltinPuppet:
             ],
         }
 
-    def restore(self, uow: UnitOfWork, server: Server, snapshot: dict) -> None:
+    def plan_restore(self, server: Server, snapshot: dict, *, new_server: bool) -> RestorePlan:
         if snapshot.get("engine") != "Puppet":
             raise ValidationFailed("The backup is not a Puppet backup.")
         saved = snapshot["ca"]
         record = CaRecord(base64.b64decode(saved["key_enc"]), saved["cert_pem"], saved["crl_pem"])
         # The key must still open; loaded through the cache, which the restored CA then serves from.
-        signer = self._signers.get(
-            server.id, record.key_enc, record.cert_pem, lambda: CaSigner(self._box.open(record.key_enc), record.cert_pem)
-        )
+        signer = self._signers.get(server.id, record.cert_pem, lambda: CaSigner(self._box.open(record.key_enc), record.cert_pem))
+        engine_data = {**snapshot["engine_data"], CA_CERT: record.cert_pem}
         certificates = {cert.serial: cert for cert in map(_certificate, snapshot["certificates"])}
         next_serial, crl_number = saved["next_serial"], saved["crl_number"]
+        if new_server:
+            state = PuppetCaState(record, next_serial, crl_number, tuple(certificates[s] for s in sorted(certificates)))
+            return RestorePlan(state, engine_data, None)
         now = self._clock.now()
-        current = uow.puppet.export_state(server.id)
+        with self._uow(read_only=True) as uow:
+            current = uow.bind(self._store).export_state(server.id)
+        expected = None
         if current is not None:
+            expected = current.crl_number
             # Counters never go backwards: a serial or CRL number is never handed out twice.
             next_serial = max(next_serial, current.next_serial)
             crl_number = max(crl_number, current.crl_number)
@@ -184,61 +335,55 @@ class BuiltinPuppet:
                         certificates[cert.serial] = dataclasses.replace(cert, revoked_at=cert.revoked_at or now)
                     elif cert.revoked_at and (kept.revoked_at is None or cert.revoked_at < kept.revoked_at):
                         certificates[cert.serial] = dataclasses.replace(kept, revoked_at=cert.revoked_at)
-        state = PuppetCaState(record, next_serial, crl_number, tuple(certificates[s] for s in sorted(certificates)))
-        uow.puppet.import_state(server.id, state)
-        uow.puppet.delete_expired(server.id, now)  # as maintenance does: expired ones leave the CRL
-        self._publish_crl(uow, server, signer)
-        server.engine_data = dict(snapshot["engine_data"])
+        # As maintenance does: expired certificates leave the CRL; a fresh CRL with a higher number.
+        kept = [certificates[s] for s in sorted(certificates) if certificates[s].not_after >= now]
+        revoked = [(c.serial, c.revoked_at) for c in kept if c.revoked_at is not None]
+        crl = signer.crl(revoked, number=crl_number + 1, now=now)
+        state = PuppetCaState(dataclasses.replace(record, crl_pem=crl), next_serial, crl_number + 1, tuple(kept))
+        return RestorePlan(state, engine_data, expected)
 
-    def maintain(self, uow: UnitOfWork, server: Server) -> list[str]:
-        signer = self._signer(uow, server)
-        now = self._clock.now()
-        # Expired certificates can no longer be used, revoked or not: they leave the active set and the CRL.
-        pruned = uow.puppet.delete_expired(server.id, now)
-        number = self._publish_crl(uow, server, signer)
-        return [f"Pruned {pruned} expired certificate(s).", f"Republished the CRL (CRL number {number})."]
+    def restore(self, uow: UnitOfWork, server: Server, plan: RestorePlan) -> list[tuple[str, str | None]]:
+        store = uow.bind(self._store)
+        if plan.expected_crl_number is not None:
+            # Nothing may have been revoked since the plan was made (its CRL would miss it).
+            crl = NewCrl(plan.expected_crl_number, plan.state.crl_number, plan.state.ca.crl_pem)
+            self._publish(store, server, crl)
+        store.import_state(server.id, plan.state)
+        server.engine_data = dict(plan.engine_data)
+        self._serials.forget(server.id)
+        return _in_force(plan.state.certificates)
 
-    def check_health(self, uow: UnitOfWork, server: Server) -> str | None:
-        ca = uow.puppet.get(server.id)
-        if ca is None:
-            return "the certificate authority is missing"
-        try:
-            # Through the cache: the stored key and certificate are compared each time, but only a
-            # changed one is loaded again (a load holds the GIL for ~230 ms at 4096 bits).
-            self._signer(uow, server)
-        except Exception as error:  # noqa: BLE001 - any failure to load the key means no signing
-            return f"the CA key cannot be used ({type(error).__name__})"
-        crl = x509.load_pem_x509_crl(ca.crl_pem.encode())
-        if crl.next_update_utc is not None and crl.next_update_utc < self._clock.now():
-            return "the CRL has expired; run maintenance to republish it"
-        return None
+    # -- the CA ------------------------------------------------------------------------------
 
-    def update_attribute(self, uow: UnitOfWork, server: Server, name: str, value: str | None) -> list[dict[str, str]]:
-        if name != ADMIN_PASSWORD:
-            raise ValidationFailed(f"AttributeName {name} cannot be updated on a Puppet server; use {ADMIN_PASSWORD}.")
-        if not value:
-            raise ValidationFailed(f"{ADMIN_PASSWORD} needs an AttributeValue.")
-        check_admin_password(ADMIN_PASSWORD, value)
-        server.engine_data["admin_password_hash"] = hash_password(value)
-        return []
+    def _signer(self, server: Server) -> CaSigner:
+        cert_pem = server.engine_data.get(CA_CERT)
 
-    def _signer(self, uow: UnitOfWork, server: Server) -> CaSigner:
-        ca = uow.puppet.get(server.id)
-        if ca is None:
+        def load() -> CaSigner:
+            with self._uow(read_only=True) as uow:
+                ca = uow.bind(self._store).get(server.id)
+            if ca is None:
+                raise InvalidState(f"Server {server.name} has no certificate authority.")
+            return CaSigner(self._box.open(ca.key_enc), ca.cert_pem)
+
+        if cert_pem is None:
             raise InvalidState(f"Server {server.name} has no certificate authority.")
-        return self._signers.get(
-            server.id, ca.key_enc, ca.cert_pem, lambda: CaSigner(self._box.open(ca.key_enc), ca.cert_pem)
-        )
+        return self._signers.get(server.id, cert_pem, load)
 
-    def _revoke_active(self, uow: UnitOfWork, server: Server, certname: str) -> list[int]:
-        now = self._clock.now()
-        serials = [c.serial for c in uow.puppet.certificates(server.id, certname) if c.revoked_at is None]
-        for serial in serials:
-            uow.puppet.revoke(server.id, serial, now)
-        return serials
+    def _reserve_serials(self, server_id: str, count: int) -> int:
+        with self._uow() as uow:
+            first = uow.bind(self._store).reserve_serials(server_id, count)
+            uow.commit()
+        return first
 
-    def _publish_crl(self, uow: UnitOfWork, server: Server, signer: CaSigner) -> int:
-        revoked = [(c.serial, c.revoked_at) for c in uow.puppet.certificates(server.id) if c.revoked_at is not None]
-        number = uow.puppet.allocate_crl_number(server.id)
-        uow.puppet.set_crl(server.id, signer.crl(revoked, number=number, now=self._clock.now()))
-        return number
+    def _new_crl(self, server: Server, signer: CaSigner, revoke: tuple[int, ...], now: datetime) -> NewCrl:
+        with self._uow(read_only=True) as uow:
+            state = uow.bind(self._store).revocation_state(server.id)
+        if state is None:
+            raise InvalidState(f"Server {server.name} has no certificate authority.")
+        revoked = [*state.revoked, *((serial, now) for serial in revoke)]
+        number = state.crl_number + 1
+        return NewCrl(state.crl_number, number, signer.crl(revoked, number=number, now=now))
+
+    def _publish(self, store: CaStore, server: Server, crl: NewCrl) -> None:
+        if not store.publish_crl(server.id, expected_number=crl.expected_number, number=crl.number, crl_pem=crl.pem):
+            raise Conflict(f"the CRL of server {server.id} changed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import os
 import re
@@ -181,3 +182,10 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def public_key_fingerprint(public_key_pem: str) -> str:
+    """SHA-256 of the key's SubjectPublicKeyInfo DER, in hex: how a registered key is named."""
+    key = serialization.load_pem_public_key(public_key_pem.encode("ascii"))
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()

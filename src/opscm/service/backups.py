@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from opscm import __version__
 from opscm.domain.backups import Backup, BackupStatus, BackupType, new_backup_id
@@ -151,7 +152,7 @@ def run_backup(deps: Dependencies, server_id: str, payload: dict) -> None:
             server = uow.servers.get_by_id(server_id)
             if server is None or server.status is not ServerStatus.BACKING_UP:
                 raise InvalidState("The server was deleted or left BACKING_UP before the snapshot was taken.")
-            snapshot = deps.engine_for(server.engine.engine).snapshot(uow, server)
+            snapshot = deps.engine_for(server).snapshot(uow, server)
         data = snapshots.encode(snapshot)
         location = deps.backup_storage.put(backup.id, data)
     except Exception as error:  # noqa: BLE001 - a failed backup is recorded; the server goes back to work
@@ -162,8 +163,13 @@ def run_backup(deps: Dependencies, server_id: str, payload: dict) -> None:
 
 
 def failure_reason(error: Exception) -> str:
-    """What an event and a StatusDescription say of a failure."""
-    return error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
+    """What an event and a StatusDescription say of a failure: short, never exception text
+    (it may hold paths or values; the log has the rest)."""
+    if isinstance(error, DomainError):
+        return error.message
+    if isinstance(error, OSError):
+        return f"the backup storage failed: {os.strerror(error.errno) if error.errno else 'I/O error'}"
+    return "an internal error of opscm (see its log)"
 
 
 def _finish(

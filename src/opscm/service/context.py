@@ -5,8 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
+from opscm.domain.errors import InvalidState, ValidationFailed
+from opscm.domain.nodes import BACKEND
+from opscm.domain.servers import Server
+
 from .pagination import PageTokens
 from .ports import BackupStorage, Clock, Engine, UnitOfWorkFactory
+from .server_cache import ServerCache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,11 +29,16 @@ class Caller:
 class Limits:
     servers_per_region: int = 10
     manual_backups_per_region: int = 50
+    # A remote engine's node change: how long the request itself works on it before the job
+    # runner may take over, and how long retries go on before the change is FAILED.
+    remote_attempt_seconds: float = 30.0
+    remote_retry_seconds: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Dependencies:
     uow: UnitOfWorkFactory
+    # The built-in engine of each engine name ("Puppet", "ChefAutomate").
     engines: Mapping[str, Engine]
     clock: Clock
     # Wakes the job runner after a job was committed (a no-op is fine: it also polls).
@@ -41,6 +51,30 @@ class Dependencies:
     limits: Limits = Limits()
     # The opscm API URL nodes call (written into user data scripts and starter kits).
     api_url: str = "http://127.0.0.1:4580"
+    # The operator's backends by name (the configuration file), each an engine of its own.
+    backends: Mapping[str, Engine] = dataclasses.field(default_factory=dict)
+    server_cache: ServerCache | None = None
 
-    def engine_for(self, engine_name: str) -> Engine:
-        return self.engines[engine_name]
+    def engine_for_new(self, server: Server) -> Engine:
+        """The engine a new server asks for (its OPSCM_BACKEND), checked against the configuration."""
+        if server.backend is None:
+            return self.engines[server.engine.engine]
+        engine = self.backends.get(server.backend)
+        if engine is None:
+            known = ", ".join(sorted(self.backends)) or "none is configured"
+            raise ValidationFailed(f"{BACKEND} '{server.backend}' is not a backend of this opscm ({known}).")
+        if engine.engine != server.engine.engine:
+            raise ValidationFailed(
+                f"Backend '{server.backend}' serves {engine.engine} servers, not {server.engine.engine}."
+            )
+        return engine
+
+    def engine_for(self, server: Server) -> Engine:
+        if server.backend is None:
+            return self.engines[server.engine.engine]
+        engine = self.backends.get(server.backend)
+        if engine is None:
+            raise InvalidState(
+                f"Server {server.name} is served by backend '{server.backend}', which opscm's configuration no longer has."
+            )
+        return engine

@@ -9,7 +9,9 @@ import logging
 
 from opscm.domain.servers import ServerStatus
 
-from . import backups, maintenance, restores
+from opscm.engines.http import BackendError
+
+from . import backups, maintenance, remote_changes, restores
 from .context import Dependencies
 from .ports import Job
 
@@ -21,17 +23,27 @@ def create_server(deps: Dependencies, server_id: str, payload: dict) -> None:
         server = uow.servers.get_by_id(server_id)
     if server is None or server.status is not ServerStatus.CREATING:
         return
-    engine = deps.engine_for(server.engine.engine)
-    # The slow part (a CA key) is made outside any transaction; only its storing takes the lock.
-    store = engine.provision(server)
+    engine = deps.engine_for(server)
+    # The slow part (keys, a backend's checks) runs outside any transaction; only storing takes the lock.
+    problem = None
+    try:
+        store = engine.provision(server)
+    except BackendError as error:
+        # The server exists; its backend is not usable yet: health checks will tell when it is.
+        store, problem = (lambda uow: None), error.reason
     with deps.uow() as uow:
         server = uow.servers.get_by_id(server_id)
         if server is None or server.status is not ServerStatus.CREATING:
             return  # deleted meanwhile
         store(uow)
         server.finish_creation()
+        if problem:
+            server.status, server.status_reason = ServerStatus.UNHEALTHY, problem
+            message = f"Server {server.name} is online but UNHEALTHY: {problem}."
+        else:
+            message = f"Server {server.name} is online and HEALTHY."
         uow.servers.save(server)
-        uow.events.add(server.id, deps.clock.now(), f"Server {server.name} is online and HEALTHY.")
+        uow.events.add(server.id, deps.clock.now(), message)
         uow.commit()
 
 
@@ -40,7 +52,7 @@ def delete_server(deps: Dependencies, server_id: str, payload: dict) -> None:
         server = uow.servers.get_by_id(server_id)
         if server is None:
             return
-        deps.engine_for(server.engine.engine).destroy(uow, server)
+        deps.engine_for(server).destroy(uow, server)
         uow.tags.delete_all(server.arn)
         # Automated backups go with the server, manual ones stay (as on AWS).
         unused_files = backups.forget_server_backups(uow, server)
@@ -61,11 +73,14 @@ JOB_KINDS = {
 
 def run_job(deps: Dependencies, job: Job) -> None:
     """Run one claimed job to its end; a failure is recorded on the job and the server."""
+    if job.kind == remote_changes.NODE_CHANGE:
+        remote_changes.attempt(deps, job)  # finishes or reschedules its job itself
+        return
     try:
         JOB_KINDS[job.kind](deps, job.server_id, job.payload or {})
     except Exception as error:  # noqa: BLE001 - a job must end in a definite state
         log.exception("job %s (%s) for server %s failed", job.id, job.kind, job.server_id)
-        _fail(deps, job, f"{type(error).__name__}: {error}")
+        _fail(deps, job, backups.failure_reason(error))
         return
     with deps.uow() as uow:
         uow.jobs.finish(job.id)

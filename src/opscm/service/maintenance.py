@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from opscm.domain.errors import ValidationFailed
 from opscm.domain.servers import MAINTENANCE_STATES, Server, ServerStatus
 
 from .context import Caller, Dependencies
+from .backups import failure_reason
 from .ports import UnitOfWork
 from .servers import require_server
-from .views import server_view
+from .views import described
+
+log = logging.getLogger(__name__)
 
 
 def start_maintenance(deps: Dependencies, uow: UnitOfWork, server: Server) -> None:
@@ -29,22 +34,22 @@ def start_maintenance_operation(deps: Dependencies, caller: Caller, params: dict
         start_maintenance(deps, uow, server)
         server.last_maintenance_at = deps.clock.now()
         uow.servers.save(server)
-        view = server_view(server, deps.engine_for(server.engine.engine).describe(uow, server))
         uow.commit()
     deps.wake_jobs()
-    return {"Server": view}
+    return {"Server": described(deps, server)}
 
 
 def run_maintenance(deps: Dependencies, server_id: str, payload: dict) -> None:
     try:
-        with deps.uow() as uow:
+        with deps.uow(read_only=True) as uow:
             server = uow.servers.get_by_id(server_id)
-            if server is None or server.status is not ServerStatus.UNDER_MAINTENANCE:
-                return
-            done = deps.engine_for(server.engine.engine).maintain(uow, server)
-            uow.commit()
+        if server is None or server.status is not ServerStatus.UNDER_MAINTENANCE:
+            return
+        # The engine's upkeep runs its own short transactions (a CRL is signed outside them).
+        done = deps.engine_for(server).maintain(server)
     except Exception as error:  # noqa: BLE001 - a failed upkeep is rolled back; the server stays usable
-        _finish(deps, server_id, payload, status="FAILED", messages=[f"Maintenance failed: {error}"])
+        log.exception("maintenance of server %s failed", server_id)
+        _finish(deps, server_id, payload, status="FAILED", messages=[f"Maintenance failed: {failure_reason(error)}"])
         return
     _finish(deps, server_id, payload, status="SUCCESS", messages=[*done, "Maintenance completed."])
 

@@ -1,4 +1,11 @@
-"""AssociateNode, DescribeNodeAssociationStatus, DisassociateNode."""
+"""AssociateNode, DescribeNodeAssociationStatus, DisassociateNode.
+
+Local engines (the built-in CA / registry) sign outside any transaction, then write the
+certificate or key, the node claim and the token in ONE transaction. Remote engines (an
+operator's Chef Infra Server / Puppet Server CA) record the request first (IN_PROGRESS, with
+a job), are asked at once outside any transaction, and the job asks again until the change
+is final (see ``remote_changes``).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,20 @@ import base64
 import hashlib
 import secrets
 
-from opscm.domain.associations import Association, AssociationAction
-from opscm.domain.errors import DomainError, NotFound
-from opscm.domain.servers import ASSOCIATION_STATES
+from opscm.domain.associations import Association, AssociationAction, AssociationStatus
+from opscm.domain.errors import DomainError, InvalidState, NotFound
+from opscm.domain.nodes import NodeClaim, NodeState, check_claim, check_not_reserved
+from opscm.domain.servers import ASSOCIATION_STATES, Server
 
+from . import remote_changes
 from .context import Caller, Dependencies
-from .servers import require_server
+from .ports import Conflict, Engine, NodeChange
+from .server_cache import StaleServer, check_current
 
 # AWS's tokens are 65 random bytes in base64; only their hash is stored.
 TOKEN_BYTES = 65
+# Compare-and-set rounds before a change that keeps losing to concurrent ones is refused.
+MAX_ATTEMPTS = 8
 
 
 def associate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
@@ -25,63 +37,112 @@ def disassociate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
     return _change_node(deps, caller, params, AssociationAction.DISASSOCIATE)
 
 
-def _change_node(deps: Dependencies, caller: Caller, params: dict, action: AssociationAction) -> dict:
-    operation = action.name.title() + "Node"
-    try:
-        return _apply_change(deps, caller, params, action, operation)
-    except EngineRefusal as refusal:
-        # The request's transaction is gone; the failure is kept as an event of the server.
-        with deps.uow() as uow:
-            uow.events.add(
-                refusal.server_id,
-                deps.clock.now(),
-                f"{operation} for node {params['NodeName']} failed: {refusal.error.message}",
-            )
-            uow.commit()
-        raise refusal.error from None
-
-
-class EngineRefusal(Exception):
-    def __init__(self, server_id: str, error: DomainError):
-        self.server_id = server_id
-        self.error = error
-
-
-def _apply_change(deps: Dependencies, caller: Caller, params: dict, action: AssociationAction, operation: str) -> dict:
-    node_name = params["NodeName"]
-    token = base64.b64encode(secrets.token_bytes(TOKEN_BYTES)).decode("ascii")
-    with deps.uow() as uow:
-        server = require_server(uow, caller, params["ServerName"])
-        server.require_status(*ASSOCIATION_STATES, action=operation)
-        engine = deps.engine_for(server.engine.engine)
-        change = engine.associate if action is AssociationAction.ASSOCIATE else engine.disassociate
-        try:
-            outcome = change(uow, server, node_name, params.get("EngineAttributes"))
-        except DomainError as error:
-            raise EngineRefusal(server.id, error) from None
-        association = Association(
-            token_hash=token_hash(token),
-            server_id=server.id,
-            node_name=node_name,
-            action=action,
-            status=outcome.status,
-            created_at=deps.clock.now(),
-            engine_attributes=list(outcome.engine_attributes),
-            status_reason=outcome.reason,
-        )
-        uow.associations.add(association, caller.account_id, caller.region)
-        uow.commit()
-    return {"NodeAssociationStatusToken": token}
-
-
 def describe_node_association_status(deps: Dependencies, caller: Caller, params: dict) -> dict:
+    hashed = token_hash(params["NodeAssociationStatusToken"])
     with deps.uow(read_only=True) as uow:
-        server = require_server(uow, caller, params["ServerName"])
-        association = uow.associations.get(token_hash(params["NodeAssociationStatusToken"]))
-        if association is None or association.server_id != server.id:
-            raise NotFound()
+        association = uow.associations.get(hashed)
+    server = _cached_server(deps, caller, params["ServerName"])
+    if association is not None and association.server_id != server.id:
+        # A server deleted and made again under the same name since it was cached.
+        server = _cached_server(deps, caller, params["ServerName"], reload=True)
+    if association is None or association.server_id != server.id:
+        raise NotFound()
     return {"NodeAssociationStatus": str(association.status), "EngineAttributes": association.engine_attributes}
 
 
 def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _cached_server(deps: Dependencies, caller: Caller, name: str, *, reload: bool = False) -> Server:
+    server = None
+    if caller.may_touch(name):
+        lookup = deps.server_cache.reload if reload else deps.server_cache.get
+        server = lookup(caller.account_id, caller.region, name)
+    if server is None:
+        raise NotFound()
+    return server
+
+
+def _change_node(deps: Dependencies, caller: Caller, params: dict, action: AssociationAction) -> dict:
+    operation = action.name.title() + "Node"
+    node_name = params["NodeName"]
+    server = _cached_server(deps, caller, params["ServerName"])
+    token = base64.b64encode(secrets.token_bytes(TOKEN_BYTES)).decode("ascii")
+    for _ in range(MAX_ATTEMPTS):
+        server.require_status(*ASSOCIATION_STATES, action=operation)
+        engine = deps.engine_for(server)
+        try:
+            if action is AssociationAction.ASSOCIATE:
+                check_not_reserved(server.name, node_name, (*server.own_names(), *engine.reserved_names(server)))
+            change = engine.vet(server, action, node_name, params.get("EngineAttributes"))
+            if engine.remote:
+                remote_changes.start(deps, caller, server, engine, change, token_hash(token))
+            else:
+                _change_locally(deps, caller, server, engine, change, token_hash(token))
+            return {"NodeAssociationStatusToken": token}
+        except StaleServer:
+            server = _cached_server(deps, caller, params["ServerName"], reload=True)
+        except Conflict:
+            continue  # a concurrent change of this name won the race: look again
+        except DomainError as refusal:
+            _record_refusal(deps, server, operation, node_name, refusal)
+            raise
+    raise InvalidState(f"Server {server.name} kept changing while node {node_name} was being changed; try again.")
+
+
+def _record_refusal(deps: Dependencies, server: Server, operation: str, node_name: str, refusal: DomainError) -> None:
+    """A refused change is kept as an event of the server (the request's transaction is gone)."""
+    with deps.uow() as uow:
+        if uow.servers.current(server.id) is not None:
+            uow.events.add(server.id, deps.clock.now(), f"{operation} for node {node_name} failed: {refusal.message}")
+            uow.commit()
+
+
+def _holder(deps: Dependencies, server: Server, node_name: str) -> NodeClaim | None:
+    with deps.uow(read_only=True) as uow:
+        return uow.nodes.get(server.id, node_name)
+
+
+def _change_locally(
+    deps: Dependencies, caller: Caller, server: Server, engine: Engine, change: NodeChange, hashed: str
+) -> None:
+    action, name = change.action, change.node_name
+    holder = None
+    for attempt in range(MAX_ATTEMPTS):
+        # An association first assumes the name is free (the common case costs no read).
+        if attempt or action is AssociationAction.DISASSOCIATE:
+            holder = _holder(deps, server, name)
+            if action is AssociationAction.DISASSOCIATE and holder is None:
+                raise NotFound(f"Node {name} is not associated with server {server.name}.")
+            check_claim(server.name, name, action, holder, server.node_name_policy)
+        prepared = engine.prepare_change(server, change, holder)
+        now = deps.clock.now()
+        try:
+            with deps.uow() as uow:
+                check_current(uow, server)
+                applied = engine.commit_change(uow, server, prepared)
+                claim = NodeClaim(server.id, name, NodeState.ASSOCIATED, hashed, applied.ref, now)
+                if action is AssociationAction.DISASSOCIATE:
+                    taken = uow.nodes.release(server.id, name, token_hash=holder.token_hash)
+                elif holder is None:
+                    taken = uow.nodes.claim(claim)
+                else:
+                    taken = uow.nodes.take_over(claim, expected_token_hash=holder.token_hash)
+                if not taken:
+                    raise Conflict(name)
+                association = Association(
+                    token_hash=hashed,
+                    server_id=server.id,
+                    node_name=name,
+                    action=action,
+                    status=AssociationStatus.SUCCESS,
+                    created_at=now,
+                    engine_attributes=applied.engine_attributes,
+                )
+                uow.associations.add(association, caller.account_id, caller.region)
+                uow.commit()
+            return
+        except Conflict:
+            continue
+    raise InvalidState(f"Node {name} is being changed by other requests at the same time; try again.")

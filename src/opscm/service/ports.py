@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from opscm.domain.associations import Association, Outcome
+from opscm.domain.associations import Association, AssociationAction
 from opscm.domain.backups import Backup
-from opscm.domain.servers import Server
+from opscm.domain.nodes import NodeClaim
+from opscm.domain.servers import Server, ServerStatus
+
+R = TypeVar("R")
 
 
 class Clock(Protocol):
@@ -41,6 +44,7 @@ class Job:
     server_id: str
     attempts: int
     payload: dict | None = None
+    created_at: datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,42 +54,6 @@ class Event:
     created_at: datetime
     message: str
     log_url: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class CaRecord:
-    key_enc: bytes
-    cert_pem: str
-    crl_pem: str
-
-
-@dataclasses.dataclass(frozen=True)
-class IssuedCertificate:
-    serial: int
-    certname: str
-    not_after: datetime
-    revoked_at: datetime | None
-
-
-@dataclasses.dataclass(frozen=True)
-class CertificateRecord:
-    """An issued certificate with its PEM, as a backup keeps it."""
-
-    serial: int
-    certname: str
-    cert_pem: str
-    not_after: datetime
-    revoked_at: datetime | None
-
-
-@dataclasses.dataclass(frozen=True)
-class PuppetCaState:
-    """A Puppet CA's whole state: key (sealed), certificate, CRL, counters, issued certificates."""
-
-    ca: CaRecord
-    next_serial: int
-    crl_number: int
-    certificates: tuple[CertificateRecord, ...]
 
 
 class BackupStorage(Protocol):
@@ -105,7 +73,10 @@ class ServerRepository(Protocol):
     def list(self, account_id: str, region: str) -> list[Server]: ...
     def list_all(self) -> list[Server]: ...
     def count(self, account_id: str, region: str) -> int: ...
-    def save(self, server: Server) -> None: ...
+    def save(self, server: Server) -> None:
+        """Store the server and bump its revision (``server.revision`` is updated)."""
+    def current(self, server_id: str) -> tuple[ServerStatus, int] | None:
+        """Status and revision, held until the transaction ends."""
     def delete(self, server_id: str) -> None: ...
 
 
@@ -116,8 +87,12 @@ class AssociationRepository(Protocol):
 
 
 class JobRepository(Protocol):
-    def add(self, kind: str, server_id: str, now: datetime, payload: dict | None = None) -> int: ...
+    def add(
+        self, kind: str, server_id: str, now: datetime, payload: dict | None = None, *, lease_seconds: float = 0
+    ) -> int:
+        """A pending job; with ``lease_seconds`` the caller runs it first (the runner waits)."""
     def claim(self, now: datetime, lease_seconds: float) -> Job | None: ...
+    def retry(self, job_id: int, *, run_after: datetime, error: str) -> None: ...
     def finish(self, job_id: int, *, error: str | None = None) -> None: ...
     def unfinished(self) -> int: ...
     def release_leases(self) -> None: ...
@@ -147,36 +122,17 @@ class TagRepository(Protocol):
     def delete_all(self, resource_arn: str) -> None: ...
 
 
-class PuppetCaRepository(Protocol):
-    def create(self, server_id: str, ca: CaRecord) -> None: ...
-    def get(self, server_id: str) -> CaRecord | None: ...
-    def allocate_serial(self, server_id: str) -> int: ...
-    def allocate_crl_number(self, server_id: str) -> int: ...
-    def set_crl(self, server_id: str, crl_pem: str) -> None: ...
-    def add_certificate(self, server_id: str, serial: int, certname: str, cert_pem: str, not_after: datetime) -> None: ...
-    def certificates(self, server_id: str, certname: str | None = None) -> list[IssuedCertificate]: ...
-    def certificate_pem(self, server_id: str, certname: str) -> str | None: ...
-    def revoke(self, server_id: str, serial: int, at: datetime) -> None: ...
-    def export_state(self, server_id: str) -> PuppetCaState | None: ...
-    def import_state(self, server_id: str, state: PuppetCaState) -> None:
-        """Replace the server's CA row and every certificate row with ``state``."""
-    def delete_expired(self, server_id: str, now: datetime) -> int: ...
+class NodeRepository(Protocol):
+    """Who holds each node name (see opscm.domain.nodes); every change is a compare-and-set."""
 
-
-@dataclasses.dataclass(frozen=True)
-class ChefClient:
-    organization: str
-    name: str
-    public_key_pem: str
-    created_at: datetime
-
-
-class ChefClientRepository(Protocol):
-    def list(self, server_id: str) -> list[ChefClient]: ...
-    def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> bool: ...
-    def get(self, server_id: str, organization: str, name: str) -> str | None: ...
-    def delete(self, server_id: str, organization: str, name: str) -> bool: ...
-    def replace_all(self, server_id: str, clients: Sequence[ChefClient]) -> None: ...
+    def claim(self, claim: NodeClaim) -> bool:
+        """Take a free name; False when it is held."""
+    def take_over(self, claim: NodeClaim, *, expected_token_hash: str) -> bool: ...
+    def release(self, server_id: str, name: str, *, token_hash: str) -> bool: ...
+    def release_refs(self, server_id: str, refs: Iterable[str]) -> int: ...
+    def get(self, server_id: str, name: str) -> NodeClaim | None: ...
+    def list(self, server_id: str) -> list[NodeClaim]: ...
+    def replace_all(self, server_id: str, claims: Sequence[NodeClaim]) -> None: ...
 
 
 class AccessKeyRepository(Protocol):
@@ -192,13 +148,14 @@ class UnitOfWork(Protocol):
     servers: ServerRepository
     associations: AssociationRepository
     jobs: JobRepository
-    puppet: PuppetCaRepository
-    chef: ChefClientRepository
+    nodes: NodeRepository
     access_keys: AccessKeyRepository
     events: EventRepository
     backups: BackupRepository
     tags: TagRepository
 
+    def bind(self, repository: Callable[[Any], R]) -> R:
+        """An engine's own repository on this unit of work's transaction."""
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *exc) -> None: ...
     def commit(self) -> None: ...
@@ -218,8 +175,40 @@ class Provisioned:
     store: Callable[[UnitOfWork], None] = lambda uow: None
 
 
+@dataclasses.dataclass(frozen=True)
+class NodeChange:
+    """An AssociateNode / DisassociateNode the engine has vetted. ``request`` is JSON-able (a job
+    keeps it when a remote engine must be asked again); ``vetted`` is its parsed form, in-process."""
+
+    action: AssociationAction
+    node_name: str
+    request: dict
+    vetted: object = dataclasses.field(default=None, compare=False, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """What an engine did for a node: attributes DescribeNodeAssociationStatus shows, and the
+    handle the node claim records (a certificate serial, a key fingerprint)."""
+
+    engine_attributes: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    ref: str | None = None
+
+
+class Conflict(Exception):
+    """A compare-and-set lost to a concurrent change: prepare again from fresh state."""
+
+
 class Engine(Protocol):
-    """One configuration-management engine (built-in CA / registry, or a remote server)."""
+    """One configuration-management engine of a server: opscm's built-in CA / registry
+    (``remote`` False), or an operator's Chef Infra Server / Puppet Server CA (``remote`` True).
+
+    No method runs a network call or a signature inside a transaction it is given.
+    """
+
+    remote: bool
+    engine: str  # the engine it serves: "Puppet" or "ChefAutomate"
+    endpoint: str | None  # the host nodes talk to (a backend's); None: opscm's own endpoint
 
     def prepare(self, server: Server, attributes: Sequence[Mapping[str, str]] | None) -> Provisioned:
         """Check CreateServer's engine attributes and make the server's keys (in the request,
@@ -227,23 +216,41 @@ class Engine(Protocol):
 
     def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
         """Bring the engine up in a background job, outside any transaction (a remote engine's
-        setup); returns the step run in the transaction that makes the server HEALTHY."""
+        checks); returns the step run in the transaction that makes the server HEALTHY."""
 
-    def describe(self, uow: UnitOfWork, server: Server) -> list[dict[str, str]]:
-        """Public engine attributes shown by DescribeServers."""
+    def describe(self, server: Server) -> list[dict[str, str]]:
+        """Public engine attributes shown by DescribeServers (from the server row: no I/O)."""
 
-    def associate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome: ...
+    def reserved_names(self, server: Server) -> Iterable[str]:
+        """Names the engine's own parts answer to (server certificates, admin clients)."""
 
-    def disassociate(self, uow: UnitOfWork, server: Server, node_name: str, attributes) -> Outcome: ...
+    def vet(self, server: Server, action: AssociationAction, node_name: str, attributes) -> NodeChange:
+        """Every check of the request that needs no state (CSR, key, organization); raises
+        ValidationFailed."""
+
+    # -- local engines: prepared outside, committed in the association's one transaction --
+    def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> object:
+        """Sign what must be signed (a certificate, a CRL); ``holder`` is who holds the name now."""
+
+    def commit_change(self, uow: UnitOfWork, server: Server, prepared: object) -> Applied:
+        """The engine's writes; raises Conflict when the state it prepared from has changed."""
+
+    # -- remote engines: asked outside any transaction, again by a job until final --
+    def apply_change(self, server: Server, change: NodeChange, replacing: bool) -> Applied:
+        """Make the backend match the change; converges when run again. Raises
+        BackendUnavailable (try later), BackendRefused or ValidationFailed (final)."""
+
+    def ca_document(self, server: Server, document: str, name: str) -> str | None:
+        """A published CA document (Puppet CA API v1 form), or None."""
 
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         """Forget everything of this server (keys, certificates, clients)."""
 
-    def maintain(self, uow: UnitOfWork, server: Server) -> list[str]:
-        """Routine upkeep (republish the CRL, prune expired certificates); returns what was done."""
+    def maintain(self, server: Server) -> list[str]:
+        """Routine upkeep in its own short transactions; returns what was done."""
 
-    def check_health(self, uow: UnitOfWork, server: Server) -> str | None:
-        """None when the engine works; otherwise why it does not."""
+    def check_health(self, server: Server) -> str | None:
+        """None when the engine works; otherwise why not (short, tenant-safe). Outside transactions."""
 
     def update_attribute(self, uow: UnitOfWork, server: Server, name: str, value: str | None) -> list[dict[str, str]]:
         """UpdateServerEngineAttributes; returns attributes shown once (a new private key)."""
@@ -251,5 +258,9 @@ class Engine(Protocol):
     def snapshot(self, uow: UnitOfWork, server: Server) -> dict:
         """The engine's whole state as JSON-able data (private keys sealed), for a backup."""
 
-    def restore(self, uow: UnitOfWork, server: Server, snapshot: dict) -> None:
-        """Bring a snapshot back onto ``server`` (same CA; later associations gone)."""
+    def plan_restore(self, server: Server, snapshot: dict, *, new_server: bool) -> object:
+        """Everything a restore needs that is not a write (merging, a new CRL), outside transactions."""
+
+    def restore(self, uow: UnitOfWork, server: Server, plan: object) -> list[tuple[str, str | None]]:
+        """Apply a planned restore; returns the node names in force afterwards with their refs.
+        Raises Conflict when the state planned from has changed."""

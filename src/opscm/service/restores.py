@@ -10,8 +10,9 @@ from opscm.domain.servers import RESTORE_STATES, ServerStatus
 from . import snapshots
 from .backups import failure_reason
 from .context import Caller, Dependencies
+from .ports import Conflict
 from .servers import require_server
-from .views import server_view
+from .views import described
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,8 @@ def restore_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
         now = deps.clock.now()
         uow.events.add(server.id, now, f"Restore of server {server.name} from backup {backup.id} started.")
         uow.jobs.add("restore-server", server.id, now, {"backup_id": backup.id, "resume_status": str(resume)})
-        view = server_view(server, deps.engine_for(server.engine.engine).describe(uow, server))
         uow.commit()
+    view = described(deps, server)
     deps.wake_jobs()
     return {"Server": view}
 
@@ -49,16 +50,24 @@ def run_restore(deps: Dependencies, server_id: str, payload: dict) -> None:
         if backup is None:
             raise InvalidState(f"Backup {backup_id} was deleted before the restore.")
         snapshot = snapshots.read_snapshot(deps, backup)
-        with deps.uow() as uow:
-            server = uow.servers.get_by_id(server_id)
-            if server is None or server.status is not ServerStatus.RESTORING:
-                return
-            deps.engine_for(server.engine.engine).restore(uow, server, snapshot)
-            server.status, server.status_reason = ServerStatus.HEALTHY, None
-            uow.servers.save(server)
-            message = f"Server {server.name} restored from backup {backup_id}; it is HEALTHY."
-            uow.events.add(server.id, deps.clock.now(), message)
-            uow.commit()
+        engine = deps.engine_for(server)
+        for _ in range(5):
+            # Merging and the new CRL are made outside the transaction, then checked in it.
+            plan = engine.plan_restore(server, snapshot, new_server=False)
+            with deps.uow() as uow:
+                server = uow.servers.get_by_id(server_id)
+                if server is None or server.status is not ServerStatus.RESTORING:
+                    return
+                try:
+                    server.status, server.status_reason = ServerStatus.HEALTHY, None
+                    snapshots.apply_restore(uow, engine, server, plan)
+                except Conflict:
+                    continue
+                message = f"Server {server.name} restored from backup {backup_id}; it is HEALTHY."
+                uow.events.add(server.id, deps.clock.now(), message)
+                uow.commit()
+            return
+        raise InvalidState("The engine kept changing during the restore; try again.")
     except Exception as error:  # noqa: BLE001 - nothing was changed: the server goes back to its state
         log.exception("restore of server %s from backup %s failed", server_id, backup_id)
         reason = failure_reason(error)

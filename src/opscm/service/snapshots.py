@@ -11,12 +11,15 @@ import json
 
 from opscm.domain.backups import Backup, BackupStatus
 from opscm.domain.errors import NotFound, ValidationFailed
+from opscm.domain.nodes import NodeClaim, NodeState
 from opscm.domain.servers import EngineChoice, Server, choose_engine
 
 from .context import Caller, Dependencies
 from .ports import Engine, Provisioned, UnitOfWork
 
 FORMAT = 1
+# Names in force after a restore were associated by no token that still matters.
+RESTORED_TOKEN = "0" * 64
 # Settings a new server does not take from a backup: a custom domain needs its certificate and key.
 NOT_INHERITED = ("CustomDomain",)
 
@@ -63,14 +66,29 @@ class BackupSource:
     settings: dict
     snapshot: dict
 
+    @property
+    def backend(self) -> str | None:
+        return self.snapshot.get("backend")
+
     def provisioned(self, engine: Engine, server: Server) -> Provisioned:
         """No new keys: the engine state (same CA, same clients, same pivotal key) is the backup's."""
+        plan = engine.plan_restore(server, self.snapshot, new_server=True)
 
         def store(uow: UnitOfWork) -> None:
-            engine.restore(uow, server, self.snapshot)
-            uow.servers.save(server)  # restore brings back the engine's data of the server
+            apply_restore(uow, engine, server, plan)
 
         return Provisioned(once=[], engine_data={}, store=store)
+
+
+def apply_restore(uow: UnitOfWork, engine: Engine, server: Server, plan: object) -> None:
+    """The engine's restore, the node names in force after it, and the server's engine data."""
+    in_force = engine.restore(uow, server, plan)
+    if in_force is not None:
+        now = server.created_at
+        uow.nodes.replace_all(
+            server.id, [NodeClaim(server.id, name, NodeState.ASSOCIATED, RESTORED_TOKEN, ref, now) for name, ref in in_force]
+        )
+    uow.servers.save(server)
 
 
 def backup_source(deps: Dependencies, caller: Caller, params: dict) -> BackupSource | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from opscm.domain.errors import ValidationFailed
+from opscm.domain.nodes import BACKEND, NODE_NAME_POLICY, NodeNamePolicy, parse_policy
 from opscm.domain.servers import ENGINE_UPDATE_STATES, ServerStatus
 from opscm.domain.windows import check_window
 
 from .context import Caller, Dependencies
 from .servers import require_server
-from .views import server_view
+from .views import described
 
 UPDATABLE_SETTINGS = ("DisableAutomatedBackup", "BackupRetentionCount", "PreferredMaintenanceWindow", "PreferredBackupWindow")
 
@@ -26,15 +27,18 @@ def update_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
         server.settings.update(changes)
         uow.servers.save(server)
         if changes:
-            described = ", ".join(f"{k}={v}" for k, v in changes.items())
-            uow.events.add(server.id, deps.clock.now(), f"Server settings updated: {described}.")
-        view = server_view(server, deps.engine_for(server.engine.engine).describe(uow, server))
+            listed = ", ".join(f"{k}={v}" for k, v in changes.items())
+            uow.events.add(server.id, deps.clock.now(), f"Server settings updated: {listed}.")
         uow.commit()
-    return {"Server": view}
+    return {"Server": described(deps, server)}
 
 
 def update_server_engine_attributes(deps: Dependencies, caller: Caller, params: dict) -> dict:
     name, value = params["AttributeName"], params.get("AttributeValue")
+    if name == BACKEND:
+        raise ValidationFailed(f"{BACKEND} is chosen when a server is created and cannot be changed.")
+    if name == NODE_NAME_POLICY:
+        return _set_node_name_policy(deps, caller, params["ServerName"], parse_policy(value))
     # MODIFYING is committed first, so a second update meanwhile is refused (one at a time).
     with deps.uow() as uow:
         server = require_server(uow, caller, params["ServerName"])
@@ -45,17 +49,27 @@ def update_server_engine_attributes(deps: Dependencies, caller: Caller, params: 
     try:
         with deps.uow() as uow:
             server = require_server(uow, caller, params["ServerName"])
-            engine = deps.engine_for(server.engine.engine)
-            once = engine.update_attribute(uow, server, name, value)
+            once = deps.engine_for(server).update_attribute(uow, server, name, value)
             server.status = resume
             uow.servers.save(server)
             uow.events.add(server.id, deps.clock.now(), f"Engine attribute {name} updated.")
-            view = server_view(server, once + engine.describe(uow, server))
             uow.commit()
     except Exception:
         _resume(deps, caller, params["ServerName"], resume)
         raise
-    return {"Server": view}
+    return {"Server": described(deps, server, once)}
+
+
+def _set_node_name_policy(deps: Dependencies, caller: Caller, server_name: str, policy: NodeNamePolicy) -> dict:
+    """opscm's own attribute: a setting of the server, changed at once (no MODIFYING)."""
+    with deps.uow() as uow:
+        server = require_server(uow, caller, server_name)
+        server.require_status(*ENGINE_UPDATE_STATES, action="UpdateServerEngineAttributes")
+        server.node_name_policy = policy
+        uow.servers.save(server)
+        uow.events.add(server.id, deps.clock.now(), f"Engine attribute {NODE_NAME_POLICY} set to {policy}.")
+        uow.commit()
+    return {"Server": described(deps, server)}
 
 
 def _resume(deps: Dependencies, caller: Caller, server_name: str, status: ServerStatus) -> None:

@@ -75,6 +75,12 @@ servers = Table(
     # When the scheduler last started an automated backup / maintenance (one per window).
     Column("last_automated_backup_at", UtcDateTime, nullable=True),
     Column("last_maintenance_at", UtcDateTime, nullable=True),
+    # Bumped by every save: a cached copy is checked against it inside the association transaction.
+    Column("revision", Integer, nullable=False, server_default="0"),
+    # The operator's backend (a name of the configuration file) or None for the built-in engine.
+    Column("backend", String(64), nullable=True),
+    # Who may take a node name that is in force (see opscm.domain.nodes.NodeNamePolicy).
+    Column("node_name_policy", String(16), nullable=False, server_default="UNIQUE"),
     UniqueConstraint("account_id", "region", "name", name="uq_servers_account_region_name"),
 )
 
@@ -111,6 +117,20 @@ chef_clients = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+# Who holds each node name of a server: one row per name in force (or being changed), for every
+# engine. Its primary key is what makes concurrent associations of one name safe on every store.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("server_id", String(36), ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    # The engine's handle on what is in force: a certificate serial, a key fingerprint.
+    Column("ref", Text, nullable=True),
+    Column("changed_at", UtcDateTime, nullable=False),
+)
+
 associations = Table(
     "associations",
     metadata,
@@ -125,6 +145,7 @@ associations = Table(
     Column("engine_attributes", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_associations_server", "server_id"),
+    Index("ix_associations_created", "created_at"),
 )
 
 jobs = Table(
@@ -139,6 +160,8 @@ jobs = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("payload", JSON, nullable=True),
+    # Not before this time (a retry's backoff); None: at once.
+    Column("run_after", UtcDateTime, nullable=True),
     Index("ix_jobs_state", "state"),
 )
 
@@ -151,6 +174,7 @@ events = Table(
     Column("message", Text, nullable=False),
     Column("log_url", Text, nullable=True),
     Index("ix_events_server", "server_id", "id"),
+    Index("ix_events_created", "created_at"),
 )
 
 # Backups outlive their server (manual ones are kept after DeleteServer), so no foreign key.

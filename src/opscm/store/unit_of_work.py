@@ -8,10 +8,9 @@ from .sql import (
     SqlAccessKeys,
     SqlAssociations,
     SqlBackups,
-    SqlChefClients,
     SqlEvents,
     SqlJobs,
-    SqlPuppetCas,
+    SqlNodes,
     SqlServers,
     SqlTags,
 )
@@ -33,13 +32,17 @@ class SqlUnitOfWork:
         self.servers = SqlServers(connection)
         self.associations = SqlAssociations(connection)
         self.jobs = SqlJobs(connection)
-        self.puppet = SqlPuppetCas(connection)
-        self.chef = SqlChefClients(connection)
+        self.nodes = SqlNodes(connection)
         self.access_keys = SqlAccessKeys(connection)
         self.events = SqlEvents(connection)
         self.backups = SqlBackups(connection)
         self.tags = SqlTags(connection)
         return self
+
+    def bind(self, repository):
+        """An engine's own repository (``repository(connection)``) on this transaction."""
+        assert self._connection is not None
+        return repository(self._connection)
 
     def commit(self) -> None:
         assert self._connection is not None

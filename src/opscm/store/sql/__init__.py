@@ -6,6 +6,7 @@ from .backups import SqlBackups
 from .chef import SqlChefClients
 from .events import SqlEvents
 from .jobs import SqlJobs
+from .nodes import SqlNodes
 from .puppet import SqlPuppetCas
 from .servers import SqlServers
 from .tags import SqlTags
@@ -17,6 +18,7 @@ __all__ = [
     "SqlChefClients",
     "SqlEvents",
     "SqlJobs",
+    "SqlNodes",
     "SqlPuppetCas",
     "SqlServers",
     "SqlTags",

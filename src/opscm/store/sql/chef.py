@@ -5,26 +5,29 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
-from opscm.service.ports import (
-    ChefClient,
-)
+from opscm.engines.ports import ChefClient
 
 from .. import schema as t
 from .base import Repository
 
 
 class SqlChefClients(Repository):
-    def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> bool:
-        """Register or re-key a client; True when it replaced an existing key."""
-        existed = self.delete(server_id, organization, name)
-        self._db.execute(
-            insert(t.chef_clients).values(
-                server_id=server_id, organization=organization, name=name, public_key_pem=public_key_pem, created_at=now
-            )
+    def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> None:
+        c = t.chef_clients.c
+        # The node claim already owns the name: an existing row is this name's old key.
+        changed = self._db.execute(
+            update(t.chef_clients)
+            .where(c.server_id == server_id, c.organization == organization, c.name == name)
+            .values(public_key_pem=public_key_pem, created_at=now)
         )
-        return existed
+        if changed.rowcount == 0:
+            self._db.execute(
+                insert(t.chef_clients).values(
+                    server_id=server_id, organization=organization, name=name, public_key_pem=public_key_pem, created_at=now
+                )
+            )
 
     def list(self, server_id: str) -> list[ChefClient]:
         c = t.chef_clients.c
@@ -34,12 +37,6 @@ class SqlChefClients(Repository):
             .order_by(c.organization, c.name)
         )
         return [ChefClient(*row) for row in rows]
-
-    def get(self, server_id: str, organization: str, name: str) -> str | None:
-        c = t.chef_clients.c
-        return self._db.scalar(
-            select(c.public_key_pem).where(c.server_id == server_id, c.organization == organization, c.name == name)
-        )
 
     def delete(self, server_id: str, organization: str, name: str) -> bool:
         c = t.chef_clients.c

@@ -15,20 +15,38 @@ from .base import Repository
 
 
 class SqlJobs(Repository):
-    def add(self, kind: str, server_id: str, now: datetime, payload: dict | None = None) -> int:
+    def add(
+        self, kind: str, server_id: str, now: datetime, payload: dict | None = None, *, lease_seconds: float = 0
+    ) -> int:
+        # A lease taken at once keeps the runner off a job its requester is running itself.
+        lease = now + timedelta(seconds=lease_seconds) if lease_seconds else None
+        attempts = 1 if lease_seconds else 0
         result = self._db.execute(
             insert(t.jobs).values(
-                kind=kind, server_id=server_id, state="pending", attempts=0, created_at=now, payload=payload
+                kind=kind,
+                server_id=server_id,
+                state="pending",
+                attempts=attempts,
+                created_at=now,
+                payload=payload,
+                lease_until=lease,
             )
         )
         return result.inserted_primary_key[0]
+
+    def retry(self, job_id: int, *, run_after: datetime, error: str) -> None:
+        """Give a job back for another try, not before ``run_after``."""
+        self._db.execute(
+            update(t.jobs).where(t.jobs.c.id == job_id).values(lease_until=None, run_after=run_after, last_error=error)
+        )
 
     def claim(self, now: datetime, lease_seconds: float) -> Job | None:
         """Take the oldest pending job whose lease is free; the lease outlives a crashed worker."""
         c = t.jobs.c
         free = or_(c.lease_until.is_(None), c.lease_until < now)
+        due = or_(c.run_after.is_(None), c.run_after <= now)
         row = (
-            self._db.execute(select(t.jobs).where(c.state == "pending", free).order_by(c.id).limit(1))
+            self._db.execute(select(t.jobs).where(c.state == "pending", free, due).order_by(c.id).limit(1))
             .mappings()
             .first()
         )
@@ -47,6 +65,7 @@ class SqlJobs(Repository):
             server_id=row["server_id"],
             attempts=row["attempts"] + 1,
             payload=row["payload"],
+            created_at=row["created_at"],
         )
 
     def finish(self, job_id: int, *, error: str | None = None) -> None:

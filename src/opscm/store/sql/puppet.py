@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select, update
 
-from opscm.service.ports import (
-    CaRecord,
-    CertificateRecord,
-    IssuedCertificate,
-    PuppetCaState,
-)
+from opscm.engines.ports import CaRecord, CertificateRecord, PuppetCaState, RevocationState
 
 from .. import schema as t
 from .base import Repository
+
+_CERT_COLUMNS = (
+    t.puppet_certificates.c.serial,
+    t.puppet_certificates.c.certname,
+    t.puppet_certificates.c.cert_pem,
+    t.puppet_certificates.c.not_after,
+    t.puppet_certificates.c.revoked_at,
+)
 
 
 class SqlPuppetCas(Repository):
@@ -37,21 +41,36 @@ class SqlPuppetCas(Repository):
         row = self._db.execute(select(c.key_enc, c.cert_pem, c.crl_pem).where(c.server_id == server_id)).first()
         return CaRecord(key_enc=row.key_enc, cert_pem=row.cert_pem, crl_pem=row.crl_pem) if row else None
 
-    def allocate_serial(self, server_id: str) -> int:
-        return self._take(t.puppet_cas.c.next_serial, server_id)
-
-    def allocate_crl_number(self, server_id: str) -> int:
-        return self._take(t.puppet_cas.c.crl_number, server_id) + 1
-
-    def _take(self, counter, server_id: str) -> int:
-        """Read and advance a counter inside this transaction: the database hands out each value once."""
+    def reserve_serials(self, server_id: str, count: int) -> int:
         c = t.puppet_cas.c
-        self._db.execute(update(t.puppet_cas).where(c.server_id == server_id).values({counter: counter + 1}))
-        return self._db.scalar(select(counter).where(c.server_id == server_id)) - 1
+        end = self._db.scalar(
+            update(t.puppet_cas)
+            .where(c.server_id == server_id)
+            .values(next_serial=c.next_serial + count)
+            .returning(c.next_serial)
+        )
+        if end is None:
+            raise LookupError(f"server {server_id} has no certificate authority")
+        return end - count
 
-    def set_crl(self, server_id: str, crl_pem: str) -> None:
+    def revocation_state(self, server_id: str) -> RevocationState | None:
+        number = self._db.scalar(select(t.puppet_cas.c.crl_number).where(t.puppet_cas.c.server_id == server_id))
+        if number is None:
+            return None
+        c = t.puppet_certificates.c
+        revoked = self._db.execute(
+            select(c.serial, c.revoked_at).where(c.server_id == server_id, c.revoked_at.is_not(None)).order_by(c.serial)
+        )
+        return RevocationState(number, tuple((row.serial, row.revoked_at) for row in revoked))
+
+    def publish_crl(self, server_id: str, *, expected_number: int, number: int, crl_pem: str) -> bool:
         c = t.puppet_cas.c
-        self._db.execute(update(t.puppet_cas).where(c.server_id == server_id).values(crl_pem=crl_pem))
+        result = self._db.execute(
+            update(t.puppet_cas)
+            .where(c.server_id == server_id, c.crl_number == expected_number)
+            .values(crl_number=number, crl_pem=crl_pem)
+        )
+        return result.rowcount == 1
 
     def add_certificate(self, server_id: str, serial: int, certname: str, cert_pem: str, not_after: datetime) -> None:
         self._db.execute(
@@ -60,12 +79,13 @@ class SqlPuppetCas(Repository):
             )
         )
 
-    def certificates(self, server_id: str, certname: str | None = None) -> list[IssuedCertificate]:
+    def revoke(self, server_id: str, serials: Sequence[int], at: datetime) -> None:
         c = t.puppet_certificates.c
-        query = select(c.serial, c.certname, c.not_after, c.revoked_at).where(c.server_id == server_id)
-        if certname is not None:
-            query = query.where(c.certname == certname)
-        return [IssuedCertificate(*row) for row in self._db.execute(query.order_by(c.serial))]
+        self._db.execute(
+            update(t.puppet_certificates)
+            .where(c.server_id == server_id, c.serial.in_(list(serials)), c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
 
     def certificate_pem(self, server_id: str, certname: str) -> str | None:
         c = t.puppet_certificates.c
@@ -76,32 +96,31 @@ class SqlPuppetCas(Repository):
             .limit(1)
         )
 
-    def delete_expired(self, server_id: str, now: datetime) -> int:
+    def certificates(self, server_id: str) -> list[CertificateRecord]:
         c = t.puppet_certificates.c
-        result = self._db.execute(delete(t.puppet_certificates).where(c.server_id == server_id, c.not_after < now))
-        return result.rowcount
+        rows = self._db.execute(select(*_CERT_COLUMNS).where(c.server_id == server_id).order_by(c.serial))
+        return [CertificateRecord(*row) for row in rows]
 
-    def revoke(self, server_id: str, serial: int, at: datetime) -> None:
+    def expired(self, server_id: str, now: datetime) -> list[CertificateRecord]:
         c = t.puppet_certificates.c
-        self._db.execute(
-            update(t.puppet_certificates).where(c.server_id == server_id, c.serial == serial).values(revoked_at=at)
+        rows = self._db.execute(
+            select(*_CERT_COLUMNS).where(c.server_id == server_id, c.not_after < now).order_by(c.serial)
         )
+        return [CertificateRecord(*row) for row in rows]
+
+    def delete_certificates(self, server_id: str, serials: Sequence[int]) -> None:
+        c = t.puppet_certificates.c
+        self._db.execute(delete(t.puppet_certificates).where(c.server_id == server_id, c.serial.in_(list(serials))))
 
     def export_state(self, server_id: str) -> PuppetCaState | None:
         ca = self._db.execute(select(t.puppet_cas).where(t.puppet_cas.c.server_id == server_id)).mappings().first()
         if ca is None:
             return None
-        c = t.puppet_certificates.c
-        rows = self._db.execute(
-            select(c.serial, c.certname, c.cert_pem, c.not_after, c.revoked_at)
-            .where(c.server_id == server_id)
-            .order_by(c.serial)
-        )
         return PuppetCaState(
             ca=CaRecord(key_enc=ca["key_enc"], cert_pem=ca["cert_pem"], crl_pem=ca["crl_pem"]),
             next_serial=ca["next_serial"],
             crl_number=ca["crl_number"],
-            certificates=tuple(CertificateRecord(*row) for row in rows),
+            certificates=tuple(self.certificates(server_id)),
         )
 
     def import_state(self, server_id: str, state: PuppetCaState) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, delete, func, insert, select, update
 
+from opscm.domain.nodes import NodeNamePolicy
 from opscm.domain.servers import EngineChoice, Server, ServerStatus
 
 from .. import schema as t
@@ -37,8 +38,18 @@ class SqlServers(Repository):
         return self._db.scalar(select(func.count()).where(c.account_id == account_id, c.region == region))
 
     def save(self, server: Server) -> None:
+        c = t.servers.c
         row = _server_row(server)
-        self._db.execute(update(t.servers).where(t.servers.c.id == server.id).values(**row))
+        server.revision = self._db.scalar(
+            update(t.servers).where(c.id == server.id).values(**row, revision=c.revision + 1).returning(c.revision)
+        ) or server.revision
+
+    def current(self, server_id: str) -> tuple[ServerStatus, int] | None:
+        """Status and revision, locked against changes until the transaction ends (PostgreSQL:
+        FOR SHARE, so associations do not wait on each other; SQLite: the write lock)."""
+        c = t.servers.c
+        row = self._db.execute(select(c.status, c.revision).where(c.id == server_id).with_for_update(read=True)).first()
+        return (ServerStatus(row.status), row.revision) if row else None
 
     def delete(self, server_id: str) -> None:
         self._db.execute(delete(t.servers).where(t.servers.c.id == server_id))
@@ -66,6 +77,8 @@ def _server_row(server: Server) -> dict:
         "maintenance_status": server.maintenance_status,
         "last_automated_backup_at": server.last_automated_backup_at,
         "last_maintenance_at": server.last_maintenance_at,
+        "backend": server.backend,
+        "node_name_policy": str(server.node_name_policy),
     }
 
 
@@ -85,4 +98,7 @@ def _server(row) -> Server:
         maintenance_status=row["maintenance_status"],
         last_automated_backup_at=row["last_automated_backup_at"],
         last_maintenance_at=row["last_maintenance_at"],
+        backend=row["backend"],
+        node_name_policy=NodeNamePolicy(row["node_name_policy"]),
+        revision=row["revision"],
     )
