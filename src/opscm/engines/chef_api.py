@@ -24,6 +24,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from opscm.service.ports import Clock
+
 from .chef_signing import sign_request
 from .http import DEFAULT_CONNECT_TIMEOUT, BackendRefused, HttpBackend, Reply, refusal
 
@@ -62,7 +64,7 @@ class ChefApi:
         organization: str | None = None,
         ca_bundle: str | None = None,
         timeout: float = 10.0,
-        clock=None,
+        clock: Clock | None = None,
         server_api_version: str = "1",
     ):
         if organization is not None and not _ORGANIZATION.fullmatch(organization):
