@@ -4,6 +4,7 @@ and the two ways a backend can fail, which decide between retrying and giving up
 from __future__ import annotations
 
 import dataclasses
+import re
 import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -15,6 +16,9 @@ DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_READ_TIMEOUT = 10.0
 # Statuses that say "not now" rather than "no": worth another try later.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Servers echo what they were sent (goiardi quotes a PEM it could not parse): a reason must never
+# carry a key or certificate on, whole or cut, so PEM blocks and long base64 runs are blanked.
+_KEY_MATERIAL = re.compile(r"-{3,}BEGIN.*?(?:-{3,}END[ A-Z0-9]*-*|$)|[A-Za-z0-9+/=]{40,}", re.DOTALL)
 
 
 class BackendError(Exception):
@@ -45,8 +49,8 @@ class Reply:
     headers: Mapping[str, str]
 
     def text(self, limit: int = 200) -> str:
-        """The start of the body, printable, for a refusal's reason."""
-        text = self.body[:limit].decode("utf-8", "replace")
+        """The start of the body, printable and without key material, for a refusal's reason."""
+        text = _KEY_MATERIAL.sub("[...]", self.body[: limit * 20].decode("utf-8", "replace"))[:limit]
         return "".join(c if c.isprintable() else " " for c in text).strip()
 
 
@@ -99,12 +103,13 @@ class HttpBackend:
 
 def _why(error: BaseException | None) -> str:
     """A short, tenant-safe reason for a failed connection (no exception text)."""
+    # urllib3 2.x makes NewConnectionError a ConnectTimeoutError: ask for it before timeouts.
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return "the backend refused the connection or is not reachable"
     if isinstance(error, urllib3.exceptions.TimeoutError):
         return "the backend did not answer in time"
     if isinstance(error, urllib3.exceptions.SSLError):
         return "the TLS handshake with the backend failed (certificate or CA bundle)"
-    if isinstance(error, urllib3.exceptions.NewConnectionError):
-        return "the backend refused the connection or is not reachable"
     if isinstance(error, urllib3.exceptions.ProtocolError):
         return "the backend closed the connection"
     return "the backend is not reachable"
