@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--throttle", action="store_true", help="throttle requests per account (ThrottlingException)")
     serve.add_argument("--throttle-rate", type=_positive(float), help="requests a second per account (default 5; implies --throttle)")
     serve.add_argument("--throttle-burst", type=_positive(int), help="burst per account (default 10; implies --throttle)")
+    serve.add_argument("--config", type=Path, help="TOML configuration file: engine backends (see README)")
+    serve.add_argument(
+        "--backend-retry-seconds",
+        type=_positive(float),
+        default=300.0,
+        help="how long a backend's node change is retried before it is FAILED (default 300)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
 
@@ -57,7 +64,16 @@ def _serve(args: argparse.Namespace) -> int:
     from .app.composition import Application, Settings
     from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
 
+    from .app.config import Config, ConfigError, load_config
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except ConfigError as error:
+        print(f"opscm: {error}", file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        print(f"opscm: warning: {warning}", file=sys.stderr)
     data_dir: Path = args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     listener = socket.create_server((args.host, args.port), reuse_port=False)
@@ -77,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
         health_interval=args.health_interval,
         throttle_rate=(args.throttle_rate or DEFAULT_RATE) if throttled else None,
         throttle_burst=args.throttle_burst or DEFAULT_BURST,
+        backends=config.backends,
+        remote_retry_seconds=args.backend_retry_seconds,
     )
     app = Application(settings)
     created = app.ensure_admin_credentials()

@@ -21,6 +21,7 @@ from tests.support.awscli import aws_executable, cli_home, node_env
 from tests.support.puppet_agent import PuppetAgent, puppet_available
 from tests.support.requests import create_server_params
 from tests.support.server import start_server, wait_for_status
+from tests.support.userdata import export_userdata, run_script, sandbox_env, waited_ms
 
 
 @pytest.fixture(scope="module")
@@ -34,34 +35,10 @@ def _error(call):
     return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
 
 
-def _export(client, server, **inputs):
-    attributes = [{"Name": name, "Value": value} for name, value in inputs.items()]
-    response = client.export_server_engine_attribute(
-        ExportAttributeName="Userdata", ServerName=server, InputAttributes=attributes
-    )
-    assert response["ServerName"] == server
-    assert response["EngineAttribute"]["Name"] == "Userdata"
-    return base64.b64decode(response["EngineAttribute"]["Value"], validate=True).decode()
-
-
-def _run(script, env, cwd, timeout=180):
-    path = cwd / "userdata.sh"
-    path.write_text(script)
-    return subprocess.run(["bash", str(path)], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def _sandbox_env(home, opscm, **variables):
-    env = node_env(home, opscm)
-    env.pop("AWS_ENDPOINT_URL")  # the script brings opscm's URL itself
-    env["PATH"] = f"{Path(aws_executable()).parent}:{env['PATH']}"
-    env.update(OPSCM_SKIP_INSTALL="1", OPSCM_FIRST_RUN="0", **variables)
-    return env
-
-
-def _waited_ms(stderr):
-    found = re.findall(r"waited (\d+) ms", stderr)
-    assert found, stderr
-    return int(found[-1])
+_export = export_userdata
+_run = run_script
+_sandbox_env = sandbox_env
+_waited_ms = waited_ms
 
 
 # ---- rules ---------------------------------------------------------------------------------

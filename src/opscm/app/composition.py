@@ -94,7 +94,7 @@ class Application:
         self.deps = Dependencies(
             uow=uow,
             engines=engines,
-            backends=remote_engines(settings.backends),
+            backends=remote_engines(settings.backends, self.clock),
             server_cache=ServerCache(uow),
             clock=self.clock,
             wake_jobs=self.jobs.wake,

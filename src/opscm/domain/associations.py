@@ -50,14 +50,21 @@ class ChefNodeRequest:
     public_key_pem: str | None
 
 
-def chef_request(attributes: Iterable[Mapping[str, str]] | None, *, need_key: bool) -> ChefNodeRequest:
+def chef_request(
+    attributes: Iterable[Mapping[str, str]] | None,
+    *,
+    need_key: bool,
+    organizations: tuple[str, ...] = (CHEF_DEFAULT_ORGANIZATION,),
+) -> ChefNodeRequest:
+    """``organizations``: the names the server answers to (AWS's user data always sends 'default')."""
     values = attribute_map(attributes, allowed=CHEF_ORGANIZATION + CHEF_NODE_PUBLIC_KEY)
     organization = first_of(values, *CHEF_ORGANIZATION)
     if not organization:
         raise ValidationFailed(f"Engine attribute {CHEF_ORGANIZATION[0]} is required for Chef nodes.")
-    if organization != CHEF_DEFAULT_ORGANIZATION:
+    if organization not in organizations:
         raise ValidationFailed(
-            f"Chef organization '{organization}' does not exist; this server has only '{CHEF_DEFAULT_ORGANIZATION}'."
+            f"Chef organization '{organization[:100]}' does not exist; this server has only "
+            f"{' / '.join(repr(o) for o in organizations)}."
         )
     key = first_of(values, *CHEF_NODE_PUBLIC_KEY)
     if need_key and not key:

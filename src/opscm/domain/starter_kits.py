@@ -36,6 +36,7 @@ def starter_kit(target: Target, attributes: Mapping[str, str]) -> bytes:
         "REGION": target.region,
         "ENDPOINT": target.endpoint,
         "API_URL": target.api_url,
+        "CHEF_SERVER_URL": target.chef_url(),
     }
     files: dict[str, tuple[str, int]] = {}
     if target.engine == "ChefAutomate":

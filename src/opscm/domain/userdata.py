@@ -52,6 +52,11 @@ class Target:
     region: str
     endpoint: str
     api_url: str
+    # A Chef backend's chef_server_url; None: opscm's own https://<endpoint>/organizations/<org>.
+    chef_server_url: str | None = None
+
+    def chef_url(self, organization: str = CHEF_DEFAULT_ORGANIZATION) -> str:
+        return self.chef_server_url or f"https://{self.endpoint}/organizations/{organization}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +125,7 @@ def user_data_script(target: Target, options: NodeOptions = NodeOptions()) -> st
         if options.chef_environment:
             first_boot["chef_environment"] = options.chef_environment
         values.update(
+            CHEF_SERVER_URL=target.chef_url(options.organization),
             CHEF_ORGANIZATION=options.organization,
             CHEF_ENVIRONMENT=options.chef_environment,
             CHEF_CLIENT_VERSION=options.chef_client_version,

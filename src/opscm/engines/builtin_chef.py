@@ -10,16 +10,17 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from opscm.domain.associations import AssociationAction, check_chef_client_name, chef_request
+from opscm.domain.associations import AssociationAction
 from opscm.domain.engine_attributes import attribute_map
 from opscm.domain.errors import ValidationFailed
 from opscm.domain.nodes import NodeClaim
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
-from opscm.pki import PkiError, check_rsa_public_key, generate_rsa_key, hash_password
+from opscm.pki import generate_rsa_key, hash_password
 from opscm.pki.keys import public_key_fingerprint
 from opscm.service.ports import Applied, Clock, NodeChange, Provisioned, UnitOfWork, UnitOfWorkFactory
 
+from .chef_nodes import checked_public_key, is_usable_key, vet_chef_change
 from .ports import ChefClient, ChefRegistry
 
 PIVOTAL_KEY = "CHEF_AUTOMATE_PIVOTAL_KEY"
@@ -64,7 +65,7 @@ class BuiltinChef:
         once = []
         if values.get(PIVOTAL_KEY):
             # The user keeps the private key; opscm only ever sees the public one.
-            public_key = _public_key(values[PIVOTAL_KEY], PIVOTAL_KEY)
+            public_key = checked_public_key(values[PIVOTAL_KEY], PIVOTAL_KEY)
         else:
             private_key, public_key = generate_rsa_key(self._pivotal_key_bits)
             once.append({"Name": PIVOTAL_KEY, "Value": private_key})
@@ -79,8 +80,11 @@ class BuiltinChef:
             engine_data={"pivotal_public_key": public_key, "admin_password_hash": hash_password(password)},
         )
 
-    def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
-        return lambda uow: None  # the registry needs nothing before the first client
+    def provision(self, server: Server) -> Callable[[UnitOfWork, Server], None]:
+        return lambda uow, created: None  # the registry needs nothing before the first client
+
+    def refresh(self, server: Server) -> dict | None:
+        return None
 
     def describe(self, server: Server) -> list[dict[str, str]]:
         return []
@@ -92,13 +96,7 @@ class BuiltinChef:
         return None
 
     def vet(self, server: Server, action: AssociationAction, node_name: str, attributes) -> NodeChange:
-        associate = action is AssociationAction.ASSOCIATE
-        request = chef_request(attributes, need_key=associate)
-        if not associate:
-            return NodeChange(action, node_name, {"organization": request.organization})
-        check_chef_client_name(node_name)
-        public_key = _public_key(request.public_key_pem, "CHEF_NODE_PUBLIC_KEY")
-        return NodeChange(action, node_name, {"organization": request.organization, "public_key": public_key})
+        return vet_chef_change(action, node_name, attributes)
 
     def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> PreparedChange:
         return PreparedChange(change, self._clock.now())
@@ -155,11 +153,11 @@ class BuiltinChef:
         # The registry holds only public keys: checking them is the upkeep there is.
         with self._uow(read_only=True) as uow:
             clients = uow.bind(self._registry).list(server.id)
-        unusable = [c.name for c in clients if not _usable(c.public_key_pem)]
+        unusable = [c.name for c in clients if not is_usable_key(c.public_key_pem)]
         return [f"Checked {len(clients)} client key(s); unusable: {', '.join(unusable) or 'none'}."]
 
     def check_health(self, server: Server) -> str | None:
-        if not _usable(server.engine_data.get("pivotal_public_key", "")):
+        if not is_usable_key(server.engine_data.get("pivotal_public_key", "")):
             return "the pivotal public key is missing or unusable"
         return None
 
@@ -168,7 +166,7 @@ class BuiltinChef:
             raise ValidationFailed(f"AttributeName {name} cannot be updated on a Chef server; use {RESET_PIVOTAL_KEY}.")
         once = []
         if value:
-            public_key = _public_key(value, RESET_PIVOTAL_KEY)
+            public_key = checked_public_key(value, RESET_PIVOTAL_KEY)
         else:
             private_key, public_key = generate_rsa_key(self._pivotal_key_bits)
             once.append({"Name": RESET_PIVOTAL_KEY, "Value": private_key})
@@ -176,17 +174,3 @@ class BuiltinChef:
         server.engine_data["pivotal_public_key"] = public_key
         return once
 
-
-def _usable(pem: str) -> bool:
-    try:
-        check_rsa_public_key(pem)
-    except PkiError:
-        return False
-    return True
-
-
-def _public_key(pem: str, attribute: str) -> str:
-    try:
-        return check_rsa_public_key(pem)
-    except PkiError as error:
-        raise ValidationFailed(f"{attribute}: {error}") from None

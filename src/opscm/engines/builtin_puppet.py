@@ -144,8 +144,8 @@ class BuiltinPuppet:
             store=lambda uow: uow.bind(self._store).create(server.id, record),
         )
 
-    def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
-        return lambda uow: None  # the CA was made with the server
+    def provision(self, server: Server) -> Callable[[UnitOfWork, Server], None]:
+        return lambda uow, created: None  # the CA was made with the server
 
     def _new_ca(self, server: Server) -> CaRecord:
         now = self._clock.now()
@@ -155,6 +155,9 @@ class BuiltinPuppet:
         self._signers.get(server.id, material.cert_pem, lambda: signer)
         crl = signer.crl([], number=1, now=now)
         return CaRecord(key_enc=self._box.seal(material.key_pem), cert_pem=material.cert_pem, crl_pem=crl)
+
+    def refresh(self, server: Server) -> dict | None:
+        return None
 
     def describe(self, server: Server) -> list[dict[str, str]]:
         cert_pem = server.engine_data.get(CA_CERT)

@@ -37,11 +37,21 @@ def problem_of(deps: Dependencies, server: Server) -> str | None:
         return "the engine could not be checked (see opscm's log)"
 
 
+def _refreshed(deps: Dependencies, server: Server) -> dict | None:
+    """What a working engine tells anew (a backend's CA certificate once it answers)."""
+    try:
+        learnt = deps.engine_for(server).refresh(server)
+    except (BackendError, DomainError):
+        return None
+    return learnt if learnt and any(server.engine_data.get(k) != v for k, v in learnt.items()) else None
+
+
 def check_one(deps: Dependencies, server: Server) -> bool:
     """Check one server and record a change of state; True when it changed."""
     problem = problem_of(deps, server)
+    learnt = None if problem else _refreshed(deps, server)
     wanted = ServerStatus.UNHEALTHY if problem else ServerStatus.HEALTHY
-    if server.status is wanted and server.status_reason == problem:
+    if server.status is wanted and server.status_reason == problem and not learnt:
         return False
     with deps.uow() as uow:
         current = uow.servers.get_by_id(server.id)
@@ -50,6 +60,8 @@ def check_one(deps: Dependencies, server: Server) -> bool:
             return False
         changed = current.status is not wanted
         current.status, current.status_reason = wanted, problem
+        if learnt:
+            current.engine_data.update(learnt)
         uow.servers.save(current)
         if changed:
             message = f"Server {current.name} is UNHEALTHY: {problem}." if problem else f"Server {current.name} is HEALTHY again."

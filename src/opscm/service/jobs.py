@@ -30,12 +30,12 @@ def create_server(deps: Dependencies, server_id: str, payload: dict) -> None:
         store = engine.provision(server)
     except BackendError as error:
         # The server exists; its backend is not usable yet: health checks will tell when it is.
-        store, problem = (lambda uow: None), error.reason
+        store, problem = (lambda uow, created: None), error.reason
     with deps.uow() as uow:
         server = uow.servers.get_by_id(server_id)
         if server is None or server.status is not ServerStatus.CREATING:
             return  # deleted meanwhile
-        store(uow)
+        store(uow, server)
         server.finish_creation()
         if problem:
             server.status, server.status_reason = ServerStatus.UNHEALTHY, problem

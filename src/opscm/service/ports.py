@@ -214,9 +214,13 @@ class Engine(Protocol):
         """Check CreateServer's engine attributes and make the server's keys (in the request,
         outside any transaction: the response carries the CA certificate in the starter kit)."""
 
-    def provision(self, server: Server) -> Callable[[UnitOfWork], None]:
+    def provision(self, server: Server) -> Callable[[UnitOfWork, Server], None]:
         """Bring the engine up in a background job, outside any transaction (a remote engine's
-        checks); returns the step run in the transaction that makes the server HEALTHY."""
+        checks); returns the step run in the transaction that makes the server HEALTHY (given
+        the server as read in that transaction). Raises BackendError when the backend fails."""
+
+    def refresh(self, server: Server) -> dict | None:
+        """New engine data learnt from the engine (a backend's CA certificate), or None."""
 
     def describe(self, server: Server) -> list[dict[str, str]]:
         """Public engine attributes shown by DescribeServers (from the server row: no I/O)."""

@@ -19,6 +19,7 @@ def user_data_target(deps: Dependencies, server: Server) -> Target:
         region=server.region,
         endpoint=server.endpoint,
         api_url=deps.api_url,
+        chef_server_url=server.engine_data.get("chef_server_url"),
     )
 
 

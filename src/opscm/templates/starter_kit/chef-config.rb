@@ -4,5 +4,5 @@ log_level                :info
 log_location             STDOUT
 node_name                'pivotal'
 client_key               File.join(current_dir, 'pivotal.pem')
-chef_server_url          'https://@ENDPOINT@/organizations/default'
+chef_server_url          '@CHEF_SERVER_URL@'
 cookbook_path            [File.join(current_dir, '..', 'cookbooks')]

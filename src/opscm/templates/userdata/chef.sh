@@ -10,6 +10,14 @@ OPSCM_CHEF_CONFIG_DIR="${OPSCM_CHEF_CONFIG_DIR:-/etc/chef}"
 OPSCM_CHEF_INSTALL_URL="${OPSCM_CHEF_INSTALL_URL:-https://omnitruck.chef.io/install.sh}"
 OPSCM_CHEF_SSL_CA_FILE="${OPSCM_CHEF_SSL_CA_FILE:-}"
 chef_server_endpoint="${OPSCM_SERVER_ENDPOINT:-$opscm_default_endpoint}"
+# The Chef server nodes talk to: opscm's endpoint, or the Chef server that backs this server.
+if [ -n "${OPSCM_CHEF_SERVER_URL:-}" ]; then
+  chef_server_url="$OPSCM_CHEF_SERVER_URL"
+elif [ -n "${OPSCM_SERVER_ENDPOINT:-}" ]; then
+  chef_server_url="https://$OPSCM_SERVER_ENDPOINT/organizations/$chef_organization"
+else
+  chef_server_url=@CHEF_SERVER_URL@
+fi
 
 # chef-client from Chef's omnibus installer (the version of NodeClientVersion, else the latest).
 install_chef_client() {
@@ -37,7 +45,7 @@ write_chef_config() {
   local dir="$OPSCM_CHEF_CONFIG_DIR"
   {
     echo "# Written by opscm user data for server $OPSCM_SERVER_NAME."
-    echo "chef_server_url 'https://$chef_server_endpoint/organizations/$chef_organization'"
+    echo "chef_server_url '$chef_server_url'"
     echo "node_name '$1'"
     echo "client_key '$dir/client.pem'"
     if [ -n "$chef_environment" ]; then
@@ -67,6 +75,7 @@ main() {
   check_path OPSCM_CHEF_CONFIG_DIR "$OPSCM_CHEF_CONFIG_DIR"
   check_path OPSCM_CHEF_SSL_CA_FILE "$OPSCM_CHEF_SSL_CA_FILE"
   check_path OPSCM_SERVER_ENDPOINT "$chef_server_endpoint"
+  check_path OPSCM_CHEF_SERVER_URL "$chef_server_url"
   ensure_openssl
   ensure_aws_cli
   ensure_opsworks_cm_model
