@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import spec
 from .cli_credentials import add_credentials_parser
+from .cli_puppetserver import add_puppetserver_parser
 
 DEFAULT_PORT = 4580
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     setup.set_defaults(run=_setup_aws_cli)
 
     add_credentials_parser(commands)
+    add_puppetserver_parser(commands)
 
     args = parser.parse_args(argv)
     return args.run(args)

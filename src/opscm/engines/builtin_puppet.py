@@ -14,18 +14,13 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from opscm.domain.associations import (
-    PUPPET_NODE_CERT,
-    AssociationAction,
-    puppet_csr,
-    puppet_disassociation,
-)
+from opscm.domain.associations import PUPPET_NODE_CERT, AssociationAction
 from opscm.domain.engine_attributes import attribute_map
 from opscm.domain.errors import InvalidState, ValidationFailed
 from opscm.domain.nodes import NodeClaim
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
-from opscm.pki import CaSigner, CsrPolicy, PkiError, check_csr, create_ca, hash_password
+from opscm.pki import CaSigner, CsrPolicy, check_csr, create_ca, hash_password
 from opscm.service.ports import (
     Applied,
     Clock,
@@ -37,6 +32,7 @@ from opscm.service.ports import (
     UnitOfWorkFactory,
 )
 
+from .puppet_nodes import vet_puppet_change
 from .ports import CaRecord, CaStore, CertificateRecord, PuppetCaState
 from .serial_blocks import SerialBlocks
 from .signer_cache import SignerCache
@@ -188,15 +184,7 @@ class BuiltinPuppet:
     # -- nodes -------------------------------------------------------------------------------
 
     def vet(self, server: Server, action: AssociationAction, node_name: str, attributes) -> NodeChange:
-        if action is AssociationAction.DISASSOCIATE:
-            puppet_disassociation(attributes)
-            return NodeChange(action, node_name, {})
-        pem = puppet_csr(attributes)
-        try:
-            csr = check_csr(pem, node_name, self._policy)
-        except PkiError as error:
-            raise ValidationFailed(str(error)) from None
-        return NodeChange(action, node_name, {"csr": pem}, vetted=csr)
+        return vet_puppet_change(action, node_name, attributes, self._policy)
 
     def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> PreparedChange:
         now = self._clock.now()
@@ -224,6 +212,25 @@ class BuiltinPuppet:
 
     def apply_change(self, server: Server, change: NodeChange, replacing: bool) -> Applied:
         raise NotImplementedError("the built-in engine commits changes locally")
+
+    # -- server certificates (opscm puppetserver-bundle) ---------------------------------------
+
+    def sign_server_certificate(
+        self, server: Server, *, certname: str, alt_names: list[str], public_key_pem: str
+    ) -> tuple[int, str]:
+        serial = self._serials.next(server.id)
+        cert_pem = self._signer(server).sign_server(
+            public_key_pem, certname=certname, alt_names=alt_names, serial=serial, now=self._clock.now(), ttl=self._ttl
+        )
+        return serial, cert_pem
+
+    def record_server_certificate(
+        self, uow: UnitOfWork, server: Server, serial: int, certname: str, cert_pem: str, names: list[str]
+    ) -> None:
+        not_after = x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
+        uow.bind(self._store).add_certificate(server.id, serial, certname, cert_pem, not_after)
+        reserved = set(server.engine_data.get(SERVER_CERTNAMES, ())) | set(names)
+        server.engine_data[SERVER_CERTNAMES] = sorted(reserved)
 
     # -- upkeep ------------------------------------------------------------------------------
 

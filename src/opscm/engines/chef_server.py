@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 
 from opscm.domain.associations import CHEF_DEFAULT_ORGANIZATION, AssociationAction
 from opscm.domain.engine_attributes import attribute_map
-from opscm.domain.errors import ValidationFailed
 from opscm.domain.servers import Server
 from opscm.pki.keys import public_key_fingerprint
 from opscm.service.ports import Applied, NodeChange, Provisioned, UnitOfWork
@@ -21,12 +20,12 @@ from opscm.service.ports import Applied, NodeChange, Provisioned, UnitOfWork
 from .chef_api import ChefApi, ClientExists
 from .chef_nodes import vet_chef_change
 from .http import BackendRefused
+from .remote import RemoteEngine
 
 CHEF_SERVER_URL = "OPSCM_CHEF_SERVER_URL"
 
 
-class ChefServerEngine:
-    remote = True
+class ChefServerEngine(RemoteEngine):
     engine = "ChefAutomate"
 
     def __init__(self, name: str, *, endpoint: str, api: ChefApi, url: str):
@@ -60,25 +59,12 @@ class ChefServerEngine:
     def refresh(self, server: Server) -> dict | None:
         return None
 
-    def ca_document(self, server: Server, document: str, name: str) -> str | None:
-        return None
-
-    def destroy(self, uow: UnitOfWork, server: Server) -> None:
-        # The Chef server and its clients are the operator's: deleting the opscm server keeps them.
-        pass
-
     # -- nodes -------------------------------------------------------------------------------
 
     def vet(self, server: Server, action: AssociationAction, node_name: str, attributes) -> NodeChange:
         # AWS's user data always names the organization 'default': it means this server's own.
         names = tuple(dict.fromkeys((CHEF_DEFAULT_ORGANIZATION, self._organization or CHEF_DEFAULT_ORGANIZATION)))
         return vet_chef_change(action, node_name, attributes, names)
-
-    def prepare_change(self, server, change, holder):
-        raise NotImplementedError("a remote engine is asked with apply_change")
-
-    def commit_change(self, uow, server, prepared):
-        raise NotImplementedError("a remote engine is asked with apply_change")
 
     def apply_change(self, server: Server, change: NodeChange, replacing: bool) -> Applied:
         name = change.node_name
@@ -110,23 +96,3 @@ class ChefServerEngine:
     def check_health(self, server: Server) -> str | None:
         self._api.check()
         return None
-
-    def update_attribute(self, uow: UnitOfWork, server: Server, name: str, value: str | None) -> list[dict[str, str]]:
-        raise ValidationFailed(
-            f"AttributeName {name} cannot be updated here: server {server.name} is served by the Chef server of "
-            f"backend '{self.name}', whose keys are managed there."
-        )
-
-    # -- backups: the Chef server keeps its own; opscm keeps what it knows of the server -----
-
-    def snapshot(self, uow: UnitOfWork, server: Server) -> dict:
-        return {"engine": self.engine, "backend": self.name, "engine_data": dict(server.engine_data)}
-
-    def plan_restore(self, server: Server, snapshot: dict, *, new_server: bool) -> dict:
-        if snapshot.get("engine") != self.engine or snapshot.get("backend") != self.name:
-            raise ValidationFailed(f"The backup is not one of a server of backend '{self.name}'.")
-        return dict(snapshot["engine_data"])
-
-    def restore(self, uow: UnitOfWork, server: Server, plan: dict) -> None:
-        server.engine_data = dict(plan)
-        return None  # the node names in force are the Chef server's: unchanged

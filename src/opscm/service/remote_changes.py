@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from opscm.domain.associations import Association, AssociationAction, AssociationStatus
 from opscm.domain.errors import DomainError
-from opscm.domain.nodes import NodeClaim, NodeState, check_claim
+from opscm.domain.nodes import NodeClaim, NodeNamePolicy, NodeState, check_claim
 from opscm.domain.servers import Server
 from opscm.engines.http import BackendError, BackendUnavailable
 
@@ -59,12 +59,13 @@ def start(deps: Dependencies, caller: Caller, server: Server, engine: Engine, ch
 
 
 def _claim(uow: UnitOfWork, server: Server, change: NodeChange, hashed: str, now) -> bool:
-    """Hold the name while the backend works; returns whether a node in force is replaced."""
+    """Hold the name while the backend works; returns whether what the backend holds under this
+    name may be replaced (a node in force here, or anything there when the policy is REPLACE)."""
     name = change.node_name
     associate = change.action is AssociationAction.ASSOCIATE
     state = NodeState.ASSOCIATING if associate else NodeState.DISASSOCIATING
     if associate and uow.nodes.claim(NodeClaim(server.id, name, state, hashed, None, now)):
-        return False
+        return server.node_name_policy is NodeNamePolicy.REPLACE
     holder = uow.nodes.get(server.id, name)
     if holder is None:
         if associate:
