@@ -34,6 +34,7 @@ RESERVED_CLIENTS = ("pivotal", "default-validator")
 class PreparedChange:
     change: NodeChange
     now: datetime
+    ref: str | None  # the new key's fingerprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +100,8 @@ class BuiltinChef:
         return vet_chef_change(action, node_name, attributes)
 
     def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> PreparedChange:
-        return PreparedChange(change, self._clock.now())
+        key = change.request.get("public_key")
+        return PreparedChange(change, self._clock.now(), public_key_fingerprint(key) if key else None)
 
     def commit_change(self, uow: UnitOfWork, server: Server, prepared: PreparedChange) -> Applied:
         change, registry = prepared.change, uow.bind(self._registry)
@@ -110,7 +112,7 @@ class BuiltinChef:
         # Registering a held name (the REPLACE policy) re-keys the client: the old key stops working.
         public_key = change.request["public_key"]
         registry.put(server.id, organization, change.node_name, public_key, prepared.now)
-        return Applied(ref=public_key_fingerprint(public_key))
+        return Applied(ref=prepared.ref)
 
     def apply_change(self, server: Server, change: NodeChange, replacing: bool) -> Applied:
         raise NotImplementedError("the built-in engine commits changes locally")

@@ -63,6 +63,10 @@ class PreparedChange:
     cert_pem: str | None = None
     serial: int | None = None
 
+    @property
+    def ref(self) -> str | None:
+        return str(self.serial) if self.serial is not None else None
+
 
 @dataclasses.dataclass(frozen=True)
 class RestorePlan:

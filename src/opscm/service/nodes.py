@@ -121,8 +121,8 @@ def _change_locally(
         try:
             with deps.uow() as uow:
                 check_current(uow, server)
-                applied = engine.commit_change(uow, server, prepared)
-                claim = NodeClaim(server.id, name, NodeState.ASSOCIATED, hashed, applied.ref, now)
+                # The name first: a concurrent change of it waits here, or finds it taken.
+                claim = NodeClaim(server.id, name, NodeState.ASSOCIATED, hashed, prepared.ref, now)
                 if action is AssociationAction.DISASSOCIATE:
                     taken = uow.nodes.release(server.id, name, token_hash=holder.token_hash)
                 elif holder is None:
@@ -131,6 +131,7 @@ def _change_locally(
                     taken = uow.nodes.take_over(claim, expected_token_hash=holder.token_hash)
                 if not taken:
                     raise Conflict(name)
+                applied = engine.commit_change(uow, server, prepared)
                 association = Association(
                     token_hash=hashed,
                     server_id=server.id,

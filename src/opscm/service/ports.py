@@ -195,6 +195,12 @@ class Applied:
     ref: str | None = None
 
 
+class Prepared(Protocol):
+    """A local engine's change, made ready outside the transaction."""
+
+    ref: str | None  # what the node claim will record (a serial, a key fingerprint)
+
+
 class Conflict(Exception):
     """A compare-and-set lost to a concurrent change: prepare again from fresh state."""
 
@@ -233,10 +239,10 @@ class Engine(Protocol):
         ValidationFailed."""
 
     # -- local engines: prepared outside, committed in the association's one transaction --
-    def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> object:
+    def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> Prepared:
         """Sign what must be signed (a certificate, a CRL); ``holder`` is who holds the name now."""
 
-    def commit_change(self, uow: UnitOfWork, server: Server, prepared: object) -> Applied:
+    def commit_change(self, uow: UnitOfWork, server: Server, prepared: Prepared) -> Applied:
         """The engine's writes; raises Conflict when the state it prepared from has changed."""
 
     # -- remote engines: asked outside any transaction, again by a job until final --
