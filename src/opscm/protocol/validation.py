@@ -54,7 +54,7 @@ MAX_VALUE_CHARS = 256
 """Longest rendering of a value in a message; longer ones end with ``...``."""
 
 MAX_REPORTED_ERRORS = 100
-"""Entries listed in one message; the count in front is always the full count."""
+"""Entries listed in one message (and rendered at all); the count in front is always the full count."""
 
 PATTERN_TIMEOUT = 2.0
 """Seconds a single pattern match may take before the value counts as not matching."""
@@ -226,10 +226,13 @@ def _timestamp(value: Any) -> Any:
 
 class _Walk:
     def __init__(self) -> None:
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # the first MAX_REPORTED_ERRORS entries
+        self.count = 0  # all of them: the rest are counted, never rendered
 
     def error(self, shape: Shape, value: Any, path: str, constraint: str) -> None:
-        self.errors.append(_entry(shape, value, path, constraint))
+        self.count += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(_entry(shape, value, path, constraint))
 
     def wrong_type(self, shape: Shape, value: Any, path: str) -> Any:
         self.error(shape, value, path, f"Member must be of type {shape.type_name}")
@@ -322,22 +325,24 @@ class _Walk:
         return {key: self.item(shape.value, item, _item_path(path, key)) for key, item in value.items()}
 
 
-def _walk(shape: Shape, value: Any, path: str) -> tuple[list[str], Any]:
+def _walk(shape: Shape, value: Any, path: str) -> tuple[_Walk, Any]:
     walk = _Walk()
     if value is None:
         walk.error(shape, None, path, _NOT_NULL)
-        return walk.errors, None
+        return walk, None
     cleaned = walk.value(shape, value, path)
-    return walk.errors, cleaned
+    return walk, cleaned
 
 
 def validation_errors(shape: Shape, value: Any, *, path: str = "") -> list[str]:
-    """Every constraint of *shape* that *value* (decoded JSON) violates, as AWS words it."""
-    return _walk(shape, value, path)[0]
+    """The constraints of *shape* that *value* (decoded JSON) violates, as AWS words them
+    (the first :data:`MAX_REPORTED_ERRORS`)."""
+    return _walk(shape, value, path)[0].errors
 
 
-def validation_message(errors: list[str]) -> str:
-    count = len(errors)
+def validation_message(errors: list[str], count: int | None = None) -> str:
+    """The message for *count* errors (default: as many as listed), the first ones *errors*."""
+    count = len(errors) if count is None else count
     noun = "validation error" if count == 1 else "validation errors"
     listed = "; ".join(errors[:MAX_REPORTED_ERRORS])
     if count > MAX_REPORTED_ERRORS:
@@ -354,9 +359,9 @@ def validated_input(operation_model: OperationModel, params: dict) -> dict:
     shape = operation_model.input_shape
     if shape is None:
         return {}
-    errors, cleaned = _walk(shape, params, "")
-    if errors:
-        raise ApiError("ValidationException", validation_message(errors))
+    walk, cleaned = _walk(shape, params, "")
+    if walk.count:
+        raise ApiError("ValidationException", validation_message(walk.errors, walk.count))
     return cleaned
 
 
