@@ -24,6 +24,8 @@ ACTION_PREFIX = "opsworks-cm"
 # IAM's rules for user names; profile names follow them too so a section header stays plain.
 _NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 _ACCOUNT = re.compile(r"[0-9]{12}")
+# IAM's AccessKeyIdType; anything else (NUL, 10 KB of text) is unknown without asking the store.
+_ACCESS_KEY_ID = re.compile(r"\w{16,128}", re.ASCII)
 NEW_ACCOUNT = "new"
 
 
@@ -79,6 +81,8 @@ class KeyRing:
         self._box = box
 
     def find(self, access_key_id: str) -> AccessKey | None:
+        if not _ACCESS_KEY_ID.fullmatch(access_key_id):
+            return None
         with self._uow(read_only=True) as uow:
             found = uow.access_keys.get(access_key_id)
         if found is None:
@@ -86,8 +90,6 @@ class KeyRing:
         key, secret_enc = found
         secret = self._box.open(secret_enc).decode("utf-8")
         return AccessKey(key.access_key_id, key.account_id, secret, key.name, key.actions, key.server_names)
-
-
 
 
 def action_matches(pattern: str, operation: str) -> bool:
