@@ -1,12 +1,20 @@
 import pytest
 
+from opscm.domain.regions import OPSWORKS_CM_REGIONS
 from tests.support.server import start_server
+
+# Some modules keep their counts apart in a region of their own: AWS's regions and these are served.
+TEST_REGIONS = (*OPSWORKS_CM_REGIONS, "eu-north-1", "ca-central-1", "ap-south-1", "sa-east-1", "af-south-1")
 
 
 @pytest.fixture(scope="session")
 def opscm(tmp_path_factory):
     """One real `opscm serve` for the session (2048-bit CAs to keep the suite quick)."""
-    server = start_server(tmp_path_factory.mktemp("opscm-data"), "--ca-key-bits", "2048", "--server-limit", "10", "--schedule-interval", "0")
+    server = start_server(
+        tmp_path_factory.mktemp("opscm-data"),
+        *("--ca-key-bits", "2048", "--server-limit", "10", "--schedule-interval", "0"),
+        *("--regions", ",".join(TEST_REGIONS)),
+    )
     yield server
     server.stop()
 

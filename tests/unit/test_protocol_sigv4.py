@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from opscm.protocol.errors import ApiError
 from opscm.protocol.json11 import HttpRequest
-from opscm.protocol.sigv4 import SigV4Authorization, read_authorization, verify_signature
+from opscm.protocol.sigv4 import SigV4Authorization, check_region, read_authorization, verify_signature
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -313,6 +313,13 @@ def test_scope_service_must_be_ours():
     assert error.code == "InvalidSignatureException"
     assert error.message == "Credential should be scoped to correct service: 'opsworks-cm'. "
     verify(sign(service="other"), service="other")
+
+
+def test_the_scope_must_name_a_served_region():
+    check_region("eu-west-1", {"eu-west-1"})
+    error = error_of(check_region, "x" * 100, {"eu-west-1"})
+    assert error.code == "InvalidSignatureException" and error.status_code == 400
+    assert error.message == f"Credential should be scoped to a valid region, not '{'x' * 64}'. "
 
 
 def test_host_must_be_signed():

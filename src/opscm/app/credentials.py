@@ -50,7 +50,9 @@ def store_key(uow_factory: UnitOfWorkFactory, box: SecretBox, key: AccessKey, no
         uow.commit()
 
 
-def ensure_admin(uow_factory: UnitOfWorkFactory, box: SecretBox, data_dir: Path, now: datetime) -> Path | None:
+def ensure_admin(
+    uow_factory: UnitOfWorkFactory, box: SecretBox, data_dir: Path, now: datetime, region: str = DEFAULT_REGION
+) -> Path | None:
     """On first start make an admin key and write it as an AWS shared-credentials file (0600).
 
     Returns the file's path when it was created now, None when keys existed already.
@@ -61,7 +63,7 @@ def ensure_admin(uow_factory: UnitOfWorkFactory, box: SecretBox, data_dir: Path,
     key = new_access_key(new_account_id(), "admin")
     store_key(uow_factory, box, key, now)
     path = Path(data_dir) / CREDENTIALS_FILE
-    write_private_file(path, profile_section("default", key, region=DEFAULT_REGION).encode("utf-8"))
+    write_private_file(path, profile_section("default", key, region=region).encode("utf-8"))
     return path
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -27,7 +28,14 @@ from urllib.parse import quote, unquote
 from .errors import ApiError
 from .json11 import HttpRequest
 
-__all__ = ["ALGORITHM", "SigV4Authorization", "read_authorization", "verify_signature", "canonical_request"]
+__all__ = [
+    "ALGORITHM",
+    "SigV4Authorization",
+    "canonical_request",
+    "check_region",
+    "read_authorization",
+    "verify_signature",
+]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
@@ -104,6 +112,12 @@ def read_authorization(request: HttpRequest) -> SigV4Authorization:
     if not all(signed_headers):
         raise _incomplete(f"Authorization header has an empty name in 'SignedHeaders'. {echo}")
     return SigV4Authorization(access_key_id, date, region, service, signed_headers, fields["Signature"])
+
+
+def check_region(region: str, regions: Collection[str]) -> None:
+    """Refuse a credential scope outside the served regions, as an AWS endpoint does."""
+    if region not in regions:
+        raise _invalid(f"Credential should be scoped to a valid region, not '{region[:64]}'. ")
 
 
 def _request_time(request: HttpRequest) -> tuple[str, datetime]:
