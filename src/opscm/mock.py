@@ -26,7 +26,7 @@ from botocore.awsrequest import AWSResponse
 
 from .app.composition import Application, Settings
 from .domain.regions import OPSWORKS_CM_REGIONS
-from .protocol.json11 import HttpRequest
+from .protocol.json11 import HttpRequest, joined_headers
 from .service import schedule
 from .service.ports import Clock
 
@@ -92,7 +92,7 @@ class OpsWorksCMMock:
             method=request.method,
             path=url.path or "/",
             query=url.query,
-            headers={k.lower(): (v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()},
+            headers=joined_headers((k, v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()),
             body=body,
         )
         response = self.app.pipeline.handle(http_request)

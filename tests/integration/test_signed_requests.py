@@ -1,6 +1,7 @@
-"""Regions through the whole application, over ASGI, signed by botocore."""
+"""Signatures and regions through the whole application, over ASGI, signed by botocore."""
 
 import pytest
+from botocore.auth import SigV4Auth
 
 from opscm.app.composition import Application, Settings
 from opscm.domain.regions import OPSWORKS_CM_REGIONS
@@ -8,6 +9,7 @@ from opscm.mock import OpsWorksCMMock
 from tests.support.mock_client import mock_client
 from tests.support.signed_app import signed_app
 
+MISMATCH = "The request signature we calculated does not match the signature you provided."
 REFUSED = "Credential should be scoped to a valid region, not '{}'. "  # AWS's words, trailing space too
 
 
@@ -20,6 +22,54 @@ def served(tmp_path):
 def _error(response):
     assert response.status_code == 400, response.text
     return response.json()["__type"], response.json()["message"]
+
+
+# -- repeated headers (RFC 9110: one value, the values joined with ',' in arrival order) --------------
+
+
+def test_a_repeated_header_signed_by_botocore_verifies(served):
+    request = served.signed("DescribeServers", headers=[("X-Opscm-Test", "first"), ("X-Opscm-Test", "second")])
+    assert "x-opscm-test" in request.headers["Authorization"]
+    response = served.send(request)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("values", "verifies"),
+    [
+        (["first", "second"], True),
+        (["first,second"], True),  # the same value, joined by the sender (RFC 9110)
+        (["second", "first"], False),
+        (["first"], False),
+        (["second"], False),  # what a dict of headers kept
+        (["first", "second", "third"], False),
+    ],
+)
+def test_a_tampered_repeated_header_does_not(served, values, verifies):
+    request = served.signed("DescribeServers", headers=[("X-Opscm-Test", "first"), ("X-Opscm-Test", "second")])
+    others = [(name, value) for name, value in request.headers.items() if name.lower() != "x-opscm-test"]
+    response = served.send(request, others + [("X-Opscm-Test", value) for value in values])
+    if verifies:
+        assert response.status_code == 200, response.text
+    else:
+        code, message = _error(response)
+        assert code == "InvalidSignatureException" and message.startswith(MISMATCH)
+
+
+# -- what must be signed ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("header", "shown"), [("X-Amz-Target", "X-Amz-Target"), ("Content-Type", "Content-Type")])
+def test_target_and_content_type_added_after_signing_are_refused(served, header, shown):
+    request = served.signed("DescribeServers")
+    value = request.headers[header]
+    del request.headers[header]  # signed again without it
+    del request.headers["Authorization"], request.headers["X-Amz-Date"]
+    SigV4Auth(served.credentials, "opsworks-cm", "us-east-1").add_auth(request)
+    request.headers[header] = value  # then added: it could be swapped in transit
+    code, message = _error(served.send(request))
+    assert code == "InvalidSignatureException"
+    assert message == f"'{shown}' must be a 'SignedHeader' in the AWS Authorization."
 
 
 # -- regions ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from botocore.model import OperationModel, ServiceModel
@@ -19,7 +19,15 @@ from .errors import ApiError
 from .serializer import serialize_output
 from .validation import validated_input
 
-__all__ = ["CONTENT_TYPE", "MAX_JSON_VALUES", "HttpRequest", "HttpResponse", "JsonProtocol", "json_value_count"]
+__all__ = [
+    "CONTENT_TYPE",
+    "MAX_JSON_VALUES",
+    "HttpRequest",
+    "HttpResponse",
+    "JsonProtocol",
+    "joined_headers",
+    "json_value_count",
+]
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
@@ -44,6 +52,16 @@ def json_value_count(body: bytes) -> int:
     return structure.count(b"{") + structure.count(b"[") + structure.count(b",") + 1
 
 
+def joined_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names lower-cased; a repeated header's values joined with ',' in arrival order
+    (RFC 9110 5.3, and what SigV4 signs)."""
+    joined: dict[str, str] = {}
+    for key, value in pairs:
+        key = key.lower()
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    return joined
+
+
 @dataclass(frozen=True)
 class HttpRequest:
     """One HTTP request as received.
@@ -61,11 +79,7 @@ class HttpRequest:
 
     def __post_init__(self) -> None:
         if any(key != key.lower() for key in self.headers):
-            lowered: dict[str, str] = {}
-            for key, value in self.headers.items():
-                key = key.lower()
-                lowered[key] = f"{lowered[key]},{value}" if key in lowered else value
-            object.__setattr__(self, "headers", lowered)
+            object.__setattr__(self, "headers", joined_headers(self.headers.items()))
 
 
 @dataclass(frozen=True)

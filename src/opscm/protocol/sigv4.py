@@ -45,6 +45,9 @@ _MISMATCH = (
     "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
 )
 _MAX_ECHO = 512
+# Besides Host: the headers that choose the operation and how the body is read. botocore signs
+# every header it sends; an unsigned one could be swapped in transit (another operation, same body).
+REQUIRED_SIGNED_HEADERS = {"x-amz-target": "X-Amz-Target", "content-type": "Content-Type"}
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,9 @@ def verify_signature(
         )
     if "host" not in auth.signed_headers:
         raise _invalid("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+    for name, shown in REQUIRED_SIGNED_HEADERS.items():
+        if name not in auth.signed_headers:
+            raise _invalid(f"'{shown}' must be a 'SignedHeader' in the AWS Authorization.")
     body_hash = hashlib.sha256(request.body).hexdigest()
     payload_hash = request.headers.get("x-amz-content-sha256", "").strip() or body_hash
     if payload_hash != body_hash:
