@@ -15,7 +15,7 @@ from opscm import spec
 from opscm.protocol.patterns import compile_pattern
 from opscm.service.ports import AccessKey, SecretBox, UnitOfWorkFactory
 
-from .files import write_private_file
+from .files import replace_private_file
 
 ADMIN_ACTIONS = ("opsworks-cm:*",)
 DEFAULT_REGION = "us-east-1"
@@ -63,7 +63,8 @@ def ensure_admin(
     key = new_access_key(new_account_id(), "admin")
     store_key(uow_factory, box, key, now)
     path = Path(data_dir) / CREDENTIALS_FILE
-    write_private_file(path, profile_section("default", key, region=region).encode("utf-8"))
+    # A file left by an earlier database is stale: replaced (and a planted link removed, not followed).
+    replace_private_file(path, profile_section("default", key, region=region).encode("utf-8"))
     return path
 
 
