@@ -1,10 +1,15 @@
 import pytest
 
 from opscm.domain.regions import OPSWORKS_CM_REGIONS
+from tests.support.requirements import require_marked
 from tests.support.server import start_server
 
 # Some modules keep their counts apart in a region of their own: AWS's regions and these are served.
 TEST_REGIONS = (*OPSWORKS_CM_REGIONS, "eu-north-1", "ca-central-1", "ap-south-1", "sa-east-1", "af-south-1")
+
+
+def pytest_runtest_setup(item):
+    require_marked(item)  # a test marked puppet / awscli / openssl needs that peer
 
 
 @pytest.fixture(scope="session")

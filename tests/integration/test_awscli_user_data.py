@@ -6,6 +6,8 @@ import pytest
 
 from tests.support.awscli import cli_home, node_env, shell
 
+pytestmark = [pytest.mark.awscli, pytest.mark.openssl]
+
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from opscm.mock import OpsWorksCMMock
 from tests.support import openssl
 from tests.support.awscli import aws_executable, cli_home, node_env
-from tests.support.puppet_agent import PuppetAgent, puppet_available
+from tests.support.puppet_agent import PuppetAgent
 from tests.support.requests import create_server_params
 from tests.support.server import start_server, wait_for_status
 
@@ -249,7 +249,8 @@ def test_chef_script_fails_when_association_is_refused(opscm, client, home, chef
 
 
 @pytest.mark.puppet
-@pytest.mark.skipif(not puppet_available(), reason="Debian puppet-agent not installed")
+@pytest.mark.awscli
+@pytest.mark.openssl
 def test_puppet_script_installs_a_verified_certificate(opscm, client, home, puppet_server, tmp_path):
     certname = "ud-puppet-1.example.com"
     root = tmp_path / "puppet"

@@ -26,6 +26,7 @@ from opscm.pki import (
     create_ca,
 )
 from tests.support.pki import ALLOW_ALL, PP_CLI_AUTH, PP_ROLE, PP_UUID, utf8
+from tests.support.requirements import require_openssl
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
@@ -420,6 +421,7 @@ def openssl(*args, cwd) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """A CA created now (OpenSSL verifies against the real clock), with two agents, one revoked."""
+    require_openssl()
     d = tmp_path_factory.mktemp("openssl")
     now = datetime.now(timezone.utc)
     ca = create_ca("puppet.example.com", now=now, key_bits=2048)

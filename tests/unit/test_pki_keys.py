@@ -62,6 +62,7 @@ def test_tolerated_wrappings(spki, pkcs1, wrap):
     assert check_rsa_public_key(wrap(pkcs1)) == spki
 
 
+@pytest.mark.openssl
 def test_openssl_pubout_output_accepted(tmp_path, spki):
     subprocess.run(["openssl", "genrsa", "-out", "k.pem", "2048"], cwd=tmp_path, check=True, capture_output=True)
     out = subprocess.run(["openssl", "rsa", "-in", "k.pem", "-pubout"], cwd=tmp_path, check=True,
