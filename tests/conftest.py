@@ -1,25 +1,13 @@
 import pytest
 
-from opscm.domain.regions import OPSWORKS_CM_REGIONS
 from tests.support.requirements import require_marked
-from tests.support.server import start_server
-
-# Some modules keep their counts apart in a region of their own: AWS's regions and these are served.
-TEST_REGIONS = (*OPSWORKS_CM_REGIONS, "eu-north-1", "ca-central-1", "ap-south-1", "sa-east-1", "af-south-1")
-
-
-def pytest_runtest_setup(item):
-    require_marked(item)  # a test marked puppet / awscli / openssl needs that peer
+from tests.support.server import TEST_REGIONS, start_server
 
 
 @pytest.fixture(scope="session")
 def opscm(tmp_path_factory):
     """One real `opscm serve` for the session (2048-bit CAs to keep the suite quick)."""
-    server = start_server(
-        tmp_path_factory.mktemp("opscm-data"),
-        *("--ca-key-bits", "2048", "--server-limit", "10", "--schedule-interval", "0"),
-        *("--regions", ",".join(TEST_REGIONS)),
-    )
+    server = start_server(tmp_path_factory.mktemp("opscm-data"), "--ca-key-bits", "2048", "--server-limit", "10", "--schedule-interval", "0", "--regions", ",".join(TEST_REGIONS))
     yield server
     server.stop()
 
@@ -27,3 +15,7 @@ def opscm(tmp_path_factory):
 @pytest.fixture(scope="session")
 def client(opscm):
     return opscm.client()
+
+
+def pytest_runtest_setup(item):
+    require_marked(item)  # a test marked puppet / awscli / openssl needs that peer

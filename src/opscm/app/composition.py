@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import Engine as SqlEngine
 
 from opscm import spec
-from opscm.engines.builtin_chef import BuiltinChef
 from opscm.domain.regions import OPSWORKS_CM_REGIONS, check_regions
+from opscm.engines.builtin_chef import BuiltinChef
 from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.protocol.json11 import JsonProtocol
 from opscm.service.context import Dependencies, Limits
@@ -48,7 +48,7 @@ class Settings:
     throttle_burst: int = 10
     regions: tuple[str, ...] = OPSWORKS_CM_REGIONS  # the regions requests may be scoped to
     mock_account_id: str = "123456789012"
-    mock_region: str = "us-east-1"  # the mock's region for requests without a signature
+    mock_region: str = "us-east-1"
 
 
 def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, bytes]:
