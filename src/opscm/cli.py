@@ -14,6 +14,7 @@ from pathlib import Path
 from . import spec
 from .cli_credentials import add_credentials_parser
 from .cli_puppetserver import add_puppetserver_parser
+from .domain.regions import OPSWORKS_CM_REGIONS, check_regions
 
 DEFAULT_PORT = 4580
 
@@ -32,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--api-url", help="opscm API URL written into user data and starter kits (default: the public URL)")
     serve.add_argument("--ca-key-bits", type=int, default=4096, choices=(2048, 3072, 4096), help="RSA size of new Puppet CAs")
     serve.add_argument("--server-limit", type=int, default=10, help="servers per account and region (default 10)")
+    serve.add_argument(
+        "--regions",
+        type=_regions,
+        help="comma-separated regions requests may be scoped to (default: the regions of AWS OpsWorks CM)",
+    )
     serve.add_argument(
         "--manual-backup-limit", type=int, default=50, help="manual backups per account and region (default 50)"
     )
@@ -97,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
         throttle_burst=args.throttle_burst or DEFAULT_BURST,
         backends=config.backends,
         remote_retry_seconds=args.backend_retry_seconds,
+        regions=args.regions or OPSWORKS_CM_REGIONS,
     )
     app = Application(settings)
     created = app.ensure_admin_credentials()
@@ -131,6 +138,13 @@ def _positive(kind):
         return value
 
     return parse
+
+
+def _regions(text: str) -> tuple[str, ...]:
+    try:
+        return check_regions(text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _url_host(host: str) -> str:

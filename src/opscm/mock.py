@@ -18,13 +18,15 @@ import io
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSResponse
 
 from .app.composition import Application, Settings
-from .protocol.json11 import HttpRequest
+from .domain.regions import OPSWORKS_CM_REGIONS
+from .protocol.json11 import HttpRequest, joined_headers
 from .service import schedule
 from .service.ports import Clock
 
@@ -48,6 +50,7 @@ class OpsWorksCMMock:
         run_jobs: bool = True,
         data_dir: Path | None = None,
         clock: Clock | None = None,
+        regions: Sequence[str] = OPSWORKS_CM_REGIONS,
     ):
         # A private SQLite file, not :memory:, so the job threads get connections of their own.
         # A data_dir given by the caller is kept (to reopen it, as after a restart).
@@ -57,6 +60,9 @@ class OpsWorksCMMock:
             data_dir=self._data_dir,
             verify_signatures=False,
             mock_account_id=account_id,
+            # As the server: a client scoped to another region is refused; unsigned requests get the first.
+            regions=tuple(regions),
+            mock_region=regions[0],
             ca_key_bits=ca_key_bits,
             server_limit=server_limit,
             endpoint_host="opscm.local",
@@ -86,7 +92,7 @@ class OpsWorksCMMock:
             method=request.method,
             path=url.path or "/",
             query=url.query,
-            headers={k.lower(): (v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()},
+            headers=joined_headers((k, v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()),
             body=body,
         )
         response = self.app.pipeline.handle(http_request)

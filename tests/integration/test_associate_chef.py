@@ -7,6 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.requests import public_pem, rsa_key
+from tests.support.requirements import require_openssl
 
 
 def _registered_key(opscm, node):
@@ -17,6 +18,7 @@ def _registered_key(opscm, node):
 
 def _openssl_public_key(tmp_path, bits=2048):
     # Exactly the node side of AWS's user data: openssl genrsa, then openssl rsa -pubout.
+    require_openssl()
     key = tmp_path / "client.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), str(bits)], check=True, capture_output=True)
     return subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout"], check=True, capture_output=True, text=True).stdout

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from cryptography import x509
 from sqlalchemy import create_engine, text
 
-from tests.support.postgres import postgres_database
+from tests.support.postgres import fresh_database
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 from tests.support.server import start_server, wait_for_status
 
@@ -31,7 +31,7 @@ def store(request, tmp_path_factory):
         yield server, create_engine(url)
         server.stop()
         return
-    with postgres_database() as url:
+    with fresh_database() as url:
         os.environ["OPSCM_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
         try:
             server = start_server(

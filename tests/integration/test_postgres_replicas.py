@@ -3,29 +3,19 @@
 import base64
 import concurrent.futures
 import os
-import uuid
 
 import pytest
 from cryptography import x509
 
+from tests.support.postgres import fresh_database
 from tests.support.requests import create_server_params, make_csr
 from tests.support.server import start_server, wait_for_status
-
-psycopg = pytest.importorskip("psycopg")
-ADMIN_URL = os.environ.get("OPSCM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="module")
 def database():
-    name = f"opscm_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL not reachable: {error}")
-    admin.execute(f"CREATE DATABASE {name}")
-    yield ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
-    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import pytest
 from cryptography import x509
 
 from tests.support import openssl
-from tests.support.puppet_agent import make_agent, puppet_available
+from tests.support.puppet_agent import make_agent
 
-pytestmark = [pytest.mark.puppet, pytest.mark.skipif(not puppet_available(), reason="Debian puppet-agent not installed")]
+pytestmark = [pytest.mark.puppet, pytest.mark.openssl]
 
 
 def _server_documents(client, name):

@@ -23,12 +23,9 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from tests.support.puppet_agent import PuppetAgent, make_agent, puppet_available  # noqa: E402
+from tests.support.puppet_agent import PuppetAgent, make_agent  # noqa: E402
 
-pytestmark = [
-    pytest.mark.puppet,
-    pytest.mark.skipif(not puppet_available(), reason="needs the real puppet agent (Debian puppet-agent 7.x)"),
-]
+pytestmark = [pytest.mark.puppet, pytest.mark.openssl]
 
 CERTNAME = "node1.opscm-test.example"
 PP_REG = "1.3.6.1.4.1.34380.1.1"

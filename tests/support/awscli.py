@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from .requirements import require_aws_cli
+
 
 def aws_executable() -> str:
-    candidate = Path(sys.executable).with_name("aws")
-    return str(candidate) if candidate.exists() else (shutil.which("aws") or "aws")
+    return require_aws_cli()
 
 
 def cli_home(tmp_path: Path) -> Path:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.peers import missing_peer
+from tests.support.requirements import require
 
 ADMIN = "admin"
 
@@ -149,8 +149,7 @@ def _answers(url: str) -> bool:
 @pytest.fixture(scope="session")
 def goiardi(tmp_path_factory) -> Iterator[Goiardi]:
     """One goiardi for the session. A test that stops it uses ``with goiardi.stopped():``."""
-    if shutil.which("goiardi") is None:
-        missing_peer("goiardi is not installed (Debian package goiardi)")
+    require(shutil.which("goiardi"), "goiardi (Debian package goiardi)")
     server = Goiardi(tmp_path_factory.mktemp("goiardi"))
     server.start()
     yield server

@@ -8,7 +8,7 @@ import json
 import shutil
 import subprocess
 
-from tests.support.peers import missing_peer
+from tests.support.requirements import require
 
 # openssl first: the gem's "openssl/digest" alone fails on Debian's Ruby 3.1 ("superclass
 # mismatch for class OpenSSL::Digest"); Chef always has openssl loaded by then.
@@ -49,11 +49,9 @@ end
 
 
 def require_mixlib() -> None:
-    if shutil.which("ruby") is None:
-        missing_peer("ruby is not installed (Debian: ruby-mixlib-authentication)")
+    require(shutil.which("ruby"), "ruby (Debian: ruby-mixlib-authentication)")
     probe = subprocess.run(["ruby", "-e", _PRELUDE], input="{}", capture_output=True, text=True, timeout=60)
-    if probe.returncode != 0:
-        missing_peer("the mixlib-authentication gem is not installed (Debian: ruby-mixlib-authentication)")
+    require(probe.returncode == 0, "the mixlib-authentication gem (Debian: ruby-mixlib-authentication)")
 
 
 def _run(script: str, payload: dict) -> dict:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from .requirements import require_openssl
+
 
 def verify(tmp_path: Path, ca_pem: str, cert_pem: str, crl_pem: str | None = None) -> subprocess.CompletedProcess:
+    require_openssl()
     (tmp_path / "ca.pem").write_text(ca_pem)
     (tmp_path / "cert.pem").write_text(cert_pem)
     command = ["openssl", "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", str(tmp_path / "ca.pem")]

@@ -1,5 +1,4 @@
-"""A fresh PostgreSQL database per use, on the machine's server (127.0.0.1:5432, trust auth).
-Missing PostgreSQL fails under CI and skips elsewhere (see peers.missing_peer)."""
+"""A fresh PostgreSQL database per use, dropped afterwards (OPSCM_TEST_POSTGRES: the admin URL)."""
 
 from __future__ import annotations
 
@@ -8,23 +7,25 @@ import os
 import uuid
 from collections.abc import Iterator
 
-from tests.support.peers import missing_peer
+from .requirements import require
 
 ADMIN_URL = os.environ.get("OPSCM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
+try:
+    import psycopg
+except ImportError:  # required below, with the reason
+    psycopg = None
+
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new database, dropped afterwards; yields its SQLAlchemy URL (psycopg 3)."""
-    try:
-        import psycopg
-    except ImportError:
-        missing_peer("psycopg is not installed (pip install 'opscm[postgres]')")
-    name = f"opscm_{uuid.uuid4().hex[:10]}"
+def fresh_database() -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database."""
+    require(psycopg is not None, "psycopg (pip install 'opscm[postgres]')")
     try:
         admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
-        missing_peer(f"PostgreSQL is not reachable at {ADMIN_URL}: {error}")
+        require(False, f"PostgreSQL at {ADMIN_URL} ({str(error).strip()[:200]})")
+    name = f"opscm_{uuid.uuid4().hex[:10]}"
     admin.execute(f"CREATE DATABASE {name}")
     try:
         yield ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name

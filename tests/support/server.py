@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import configparser
 import dataclasses
 import os
@@ -16,7 +17,13 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from opscm.domain.regions import OPSWORKS_CM_REGIONS
+
+# The session server's regions: AWS's, and some that modules use to keep their counts apart.
+TEST_REGIONS = (*OPSWORKS_CM_REGIONS, "eu-north-1", "ca-central-1", "ap-south-1", "sa-east-1", "af-south-1")
 READY = re.compile(r"opscm: serving on (?P<url>http://\S+) \(credentials: (?P<credentials>.+)\)")
+# The request log: "<time> INFO opscm.requests: <request id> <operation>[ <error code>] <status> <ms>ms".
+REQUEST_LOGGED = re.compile(r"opscm\.requests: (?P<id>\S+) (?P<operation>\S+) (?:\S+ )?\d{3} [\d.]+ms$")
 
 
 @dataclasses.dataclass
@@ -44,6 +51,21 @@ class RunningServer:
             # botocore reads "max_attempts" here as retries; "total_max_attempts" counts the first try.
             config=Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}),
         )
+
+    def operations_since(self, line: int, timeout: float = 10) -> collections.Counter:
+        """How many times each operation was answered since output *line* (by the request log).
+
+        A request of our own marks the end: once its line is logged, every earlier one is."""
+        marker = self.client().describe_account_attributes()["ResponseMetadata"]["RequestId"]
+        deadline = time.monotonic() + timeout
+        while True:
+            logged = [match for text in self.output[line:] if (match := REQUEST_LOGGED.search(text.rstrip()))]
+            if any(match["id"] == marker for match in logged):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"request {marker} was not logged:\n" + "".join(self.output[line:]))
+            time.sleep(0.05)
+        return collections.Counter(match["operation"] for match in logged if match["id"] != marker)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         if self.process.poll() is None:

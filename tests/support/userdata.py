@@ -4,7 +4,6 @@ real aws CLI, no package installs)."""
 from __future__ import annotations
 
 import base64
-import re
 import subprocess
 from pathlib import Path
 
@@ -33,9 +32,3 @@ def sandbox_env(home: Path, opscm, **variables: str) -> dict:
     env["PATH"] = f"{Path(aws_executable()).parent}:{env['PATH']}"
     env.update(OPSCM_SKIP_INSTALL="1", OPSCM_FIRST_RUN="0", **variables)
     return env
-
-
-def waited_ms(stderr: str) -> int:
-    found = re.findall(r"waited (\d+) ms", stderr)
-    assert found, stderr
-    return int(found[-1])

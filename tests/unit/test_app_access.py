@@ -2,7 +2,14 @@
 
 import pytest
 
-from opscm.app.credentials import action_matches, allows, check_actions, check_server_names, new_access_key
+from opscm.app.credentials import (
+    KeyRing,
+    action_matches,
+    allows,
+    check_actions,
+    check_server_names,
+    new_access_key,
+)
 from opscm.app.pipeline import servers_touched
 from opscm.app.throttle import TokenBuckets
 from opscm.domain.backups import server_name_of_backup
@@ -97,3 +104,13 @@ def test_token_buckets_per_account():
     assert sum(buckets.take("a") for _ in range(20)) == 10
     with pytest.raises(ValueError):
         TokenBuckets(rate=0)
+
+
+@pytest.mark.parametrize(
+    "key_id", ["", "AKIA\x00AAAAAAAAAAAAAAA", "AKIA" + "A" * 125, "AKIA-AAAAAAAAAAAAAAA", "AKIA\ud800AAAAAAAAAAAAAAA"]
+)
+def test_keys_that_cannot_exist_are_not_looked_up(key_id):
+    def no_store(**_):
+        raise AssertionError("the store was asked")
+
+    assert KeyRing(no_store, box=None).find(key_id) is None

@@ -26,6 +26,7 @@ from opscm.pki import (
     create_ca,
 )
 from tests.support.pki import ALLOW_ALL, PP_CLI_AUTH, PP_ROLE, PP_UUID, utf8
+from tests.support.requirements import require_openssl
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
@@ -68,7 +69,7 @@ def make_csr(key, cn="web1", extensions=(), attributes=()) -> str:
 def sign(signer, pem, certname="web1", policy=CsrPolicy(), serial=2, now=NOW, **kw) -> x509.Certificate:
     csr = check_csr(pem, certname, policy)
     return x509.load_pem_x509_certificate(
-        signer.sign_node(csr, certname=certname, serial=serial, now=now, **kw).encode()
+        signer.sign_node(csr, certname=certname, serial=serial, now=now, policy=policy, vetted=True, **kw).encode()
     )
 
 
@@ -315,17 +316,47 @@ def test_signature_verifies_against_the_ca_key(signer, ca_cert, node_key):
     ca_cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), hashes.SHA256())
 
 
-def test_sign_node_never_copies_unvetted_extensions(signer, node_key):
-    # Even if a caller skipped check_csr, nothing but SAN and pp_* is copied.
-    pem = make_csr(node_key, extensions=[
-        (x509.BasicConstraints(ca=True, path_length=None), True),
-        (x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"), False),
-        (x509.UnrecognizedExtension(PP_ROLE, utf8("db")), False),
-    ])
+UNVETTED = {
+    "not-allowed": ([(x509.BasicConstraints(ca=True, path_length=None), True)], CsrPolicy()),
+    "unknown": ([(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"), False)], ALLOW_ALL),
+    "authorization": ([(x509.UnrecognizedExtension(PP_CLI_AUTH, utf8("true")), False)], CsrPolicy()),
+    "extra-san": ([(x509.SubjectAlternativeName([x509.DNSName("puppet")]), False)], CsrPolicy()),
+    "wildcard-san": ([(x509.SubjectAlternativeName([x509.DNSName("*.example.com")]), False)], ALLOW_ALL),
+    "email-san": ([(x509.SubjectAlternativeName([x509.RFC822Name("a@example.com")]), False)], ALLOW_ALL),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNVETTED))
+def test_sign_node_refuses_what_the_policy_forbids_even_unvetted(signer, node_key, case):
+    # A caller that skipped check_csr (or vetted with another policy) gets check_csr's refusal.
+    extensions, policy = UNVETTED[case]
+    pem = make_csr(node_key, extensions=extensions + [(x509.UnrecognizedExtension(PP_ROLE, utf8("db")), False)])
+    with pytest.raises(CsrRefused) as vetting:
+        check_csr(pem, "web1", policy)
     csr = x509.load_pem_x509_csr(pem.encode())
-    cert = x509.load_pem_x509_certificate(signer.sign_node(csr, certname="web1", serial=3, now=NOW).encode())
-    assert ext(cert, ExtensionOID.BASIC_CONSTRAINTS).value.ca is False
-    assert [e.oid for e in cert.extensions][7:] == [PP_ROLE]
+    for vetted in (False, True):
+        with pytest.raises(CsrRefused) as signing:
+            signer.sign_node(csr, certname="web1", serial=3, now=NOW, policy=policy, vetted=vetted)
+        assert str(signing.value) == str(vetting.value)
+
+
+def test_sign_node_policy_defaults_to_puppetservers(signer, node_key):
+    pem = make_csr(node_key, extensions=[(x509.SubjectAlternativeName([x509.DNSName("puppet")]), False)])
+    csr = check_csr(pem, "web1", ALLOW_ALL)  # vetted with a policy that allows it ...
+    with pytest.raises(CsrRefused, match="subject alternative names other than DNS:web1"):
+        signer.sign_node(csr, certname="web1", serial=3, now=NOW, vetted=True)  # ... signed with the default
+
+
+def test_a_vetted_csr_signature_is_not_verified_twice(signer, node_key, monkeypatch):
+    import opscm.pki.ca
+
+    checked = []
+    monkeypatch.setattr(opscm.pki.ca, "signature_is_valid", lambda csr: checked.append(csr) or True)
+    csr = x509.load_pem_x509_csr(make_csr(node_key).encode())
+    signer.sign_node(csr, certname="web1", serial=3, now=NOW, vetted=True)
+    assert checked == []
+    signer.sign_node(csr, certname="web1", serial=4, now=NOW)
+    assert checked == [csr]
 
 
 def test_sign_node_rechecks_certname_and_signature(signer, node_key):
@@ -390,6 +421,7 @@ def openssl(*args, cwd) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """A CA created now (OpenSSL verifies against the real clock), with two agents, one revoked."""
+    require_openssl()
     d = tmp_path_factory.mktemp("openssl")
     now = datetime.now(timezone.utc)
     ca = create_ca("puppet.example.com", now=now, key_bits=2048)

@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from opscm.pki import InvalidPublicKey, check_rsa_public_key, generate_rsa_key, hash_password, verify_password
+from tests.support.pki import rsa_public_key_pem
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ def test_tolerated_wrappings(spki, pkcs1, wrap):
     assert check_rsa_public_key(wrap(pkcs1)) == spki
 
 
+@pytest.mark.openssl
 def test_openssl_pubout_output_accepted(tmp_path, spki):
     subprocess.run(["openssl", "genrsa", "-out", "k.pem", "2048"], cwd=tmp_path, check=True, capture_output=True)
     out = subprocess.run(["openssl", "rsa", "-in", "k.pem", "-pubout"], cwd=tmp_path, check=True,
@@ -79,6 +81,40 @@ def test_small_key_refused():
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
     pem = small.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     assert refusal(pem) == "The RSA public key is 1024 bits; at least 2048 are required"
+
+
+def test_numbers_of_a_real_rsa_key_are_accepted(key, spki):
+    numbers = key.public_key().public_numbers()
+    assert check_rsa_public_key(rsa_public_key_pem(numbers.n, numbers.e)) == spki
+    assert check_rsa_public_key(rsa_public_key_pem(numbers.n, 2**255 + 1))  # odd, below 2**256
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda n, e: (n + 1, e), "The RSA public key's modulus is even: it is not a valid RSA key"),
+        (lambda n, e: (n, 3), "The RSA public key's public exponent is 3; it must be greater than 3 (65537 is usual)"),
+        (
+            lambda n, e: (n, 2**256 + 1),
+            "The RSA public key's public exponent is 257 bits long; it must be below 2**256 (65537 is usual)",
+        ),
+        # openssl itself will not load these: refused as "not a valid key".
+        (lambda n, e: (n, 65536), "does not hold a valid key"),
+        (lambda n, e: (n, 1), "does not hold a valid key"),
+    ],
+    ids=["even-modulus", "exponent-3", "huge-exponent", "even-exponent", "exponent-1"],
+)
+def test_numbers_no_rsa_key_has_are_refused(key, change, message):
+    numbers = key.public_key().public_numbers()
+    assert message in refusal(rsa_public_key_pem(*change(numbers.n, numbers.e)))
+
+
+def test_sizes_outside_2048_to_16384_bits_are_refused(key):
+    e = key.public_key().public_numbers().e
+    assert refusal(rsa_public_key_pem(2**2047 - 1, e)) == "The RSA public key is 2047 bits; at least 2048 are required"
+    assert refusal(rsa_public_key_pem(2**16384 + 1, e)) == (
+        "The RSA public key is 16385 bits; at most 16384 are allowed"
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opscm.protocol.patterns import compile_pattern, translate_pattern
+from opscm.protocol.validation import PATTERN_TIMEOUT
 from opscm.spec import service_model
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
@@ -160,10 +159,10 @@ def test_model_patterns_are_fast_on_adversarial_input(pattern):
         " \n" * 10000 + "x",
         ("x" * 62 + ".") * 300 + "-",
     ]
-    start = time.perf_counter()
     for value in hostile:
-        compiled.fullmatch(value, timeout=5)
-    assert time.perf_counter() - start < 2
+        # What "fast" means to the validator: no match runs into its timeout, where a value would
+        # count as not matching (TimeoutError here). Linear patterns take milliseconds.
+        compiled.fullmatch(value, timeout=PATTERN_TIMEOUT)
 
 
 def test_compile_is_cached():

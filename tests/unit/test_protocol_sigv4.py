@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from opscm.protocol.errors import ApiError
 from opscm.protocol.json11 import HttpRequest
-from opscm.protocol.sigv4 import SigV4Authorization, read_authorization, verify_signature
+from opscm.protocol.sigv4 import SigV4Authorization, check_region, read_authorization, verify_signature
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -151,7 +151,12 @@ def test_date_header_instead_of_x_amz_date():
         "POST",
         "https://opscm.example.com/",
         data=b"{}",
-        headers={"Date": "Mon, 01 Jan 2024 00:10:00 GMT", "Host": "opscm.example.com"},
+        headers={
+            "Date": "Mon, 01 Jan 2024 00:10:00 GMT",
+            "Host": "opscm.example.com",
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "OpsWorksCM_V2016_11_01.DescribeServers",
+        },
     )
     request.context["timestamp"] = "20240101T001000Z"
     signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET), "opsworks-cm", "us-east-1")
@@ -190,8 +195,7 @@ def test_date_header_instead_of_x_amz_date():
             "authorization",
             r.headers["authorization"][:-1] + ("0" if r.headers["authorization"][-1] != "0" else "1"),
         ),
-        lambda r: with_header(r, "authorization", r.headers["authorization"].replace("x-amz-target", "x-amz-targe")),
-        lambda r: with_header(r, "authorization", r.headers["authorization"].replace("content-type;", "")),
+        lambda r: with_header(r, "authorization", r.headers["authorization"].replace("x-amz-date", "x-amz-dat")),
     ],
 )
 def test_tampering_with_any_signed_part_fails(change):
@@ -313,6 +317,23 @@ def test_scope_service_must_be_ours():
     assert error.code == "InvalidSignatureException"
     assert error.message == "Credential should be scoped to correct service: 'opsworks-cm'. "
     verify(sign(service="other"), service="other")
+
+
+@pytest.mark.parametrize(("name", "shown"), [("x-amz-target", "X-Amz-Target"), ("content-type", "Content-Type")])
+def test_target_and_content_type_must_be_signed(name, shown):
+    request = sign()
+    auth = read_authorization(request)
+    unsigned = replace(auth, signed_headers=tuple(header for header in auth.signed_headers if header != name))
+    error = error_of(verify_signature, request, unsigned, SECRET, now=NOW)
+    assert error.code == "InvalidSignatureException"
+    assert error.message == f"'{shown}' must be a 'SignedHeader' in the AWS Authorization."
+
+
+def test_the_scope_must_name_a_served_region():
+    check_region("eu-west-1", {"eu-west-1"})
+    error = error_of(check_region, "x" * 100, {"eu-west-1"})
+    assert error.code == "InvalidSignatureException" and error.status_code == 400
+    assert error.message == f"Credential should be scoped to a valid region, not '{'x' * 64}'. "
 
 
 def test_host_must_be_signed():

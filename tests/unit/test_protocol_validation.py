@@ -53,6 +53,7 @@ VALID_CANDIDATES = [
     KEY,
     "",
 ]
+UNSAFE_TEXT = "Member must not contain NUL characters or unpaired surrogates"
 # Strings tried for a pattern violation (within the length bounds).
 INVALID_CANDIDATES = ["a b!", "!", "-", "é", "a\nb", "1", "a", " ", "aa:bb"]
 
@@ -307,6 +308,16 @@ def site_violations(operation_name: str, request: dict, site: Site) -> list[Case
             add(f"type{index}", wrong, f"Member must be of type {kind}")
     if kind == "string":
         valid = valid_value(site.shape, full=True)
+        unsafe_values = {"nul": valid[:1] + "\x00", "surrogate": "\ud800" + valid[1:], "low-surrogate": "\udfff"}
+        for label, unsafe in unsafe_values.items():
+            # Refused wherever the string is, its value never shown, its other constraints not checked.
+            item_path = site.path
+            if site.scalar_item_of:
+                container_shape, container_path = site.scalar_item_of
+                sep = ".1.member" if container_shape.type_name == "list" else f".{site.steps[-1]}.member"
+                item_path = container_path + sep
+            expected = f"Value at '{item_path}' failed to satisfy constraint: {UNSAFE_TEXT}"
+            cases.append(Case(f"{operation_name}:{site.path}:{label}", operation_name, make(unsafe), expected, True))
         if meta.get("min", 0) > 0:
             add(
                 "min-length",
@@ -465,6 +476,8 @@ def test_the_generated_suite_covers_every_constraint_kind():
         "min-value",
         "max-size",
         "null-item",
+        "nul",
+        "surrogate",
     } <= opsworkscm_kinds
 
 
@@ -734,6 +747,19 @@ def test_generic_maps():
         "[Member must have length less than or equal to 2]"
     ]
     assert validated_input(SYN_OP, {"Nested": {"k": {"Count": 2, "x": 1}}})["Nested"] == {"k": {"Count": 2}}
+
+
+def test_unsafe_text_is_never_echoed():
+    assert syn_errors({"Labels": {"a\x00": "v", "bb": "\ud800"}, "Nested": {"\udc00": {"Count": 9}}}) == [
+        f"Value at 'labels.a\ufffd.member' failed to satisfy constraint: {UNSAFE_TEXT}",
+        f"Value at 'labels.bb.member' failed to satisfy constraint: {UNSAFE_TEXT}",
+        f"Value at 'nested.\ufffd.member' failed to satisfy constraint: {UNSAFE_TEXT}",
+        "Value '9' at 'nested.\ufffd.member.count' failed to satisfy constraint: Member must have value less than or equal to 5",
+    ]
+    # Nor inside a value of the wrong type.
+    assert validation_errors(op("DescribeServers").input_shape, {"ServerName": ["\x00", "\ud800"]}) == [
+        "Value '[\ufffd, \ufffd]' at 'serverName' failed to satisfy constraint: Member must be of type string"
+    ]
 
 
 def test_null_top_level_value():

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from opscm import spec
 from opscm.protocol.errors import ApiError
-from opscm.protocol.json11 import HttpRequest, HttpResponse
+from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 from opscm.service.context import Dependencies
 from opscm.service.puppet_ca import ca_document
 
@@ -42,7 +42,7 @@ def create_asgi_app(pipeline: Pipeline, deps: Dependencies) -> Starlette:
             # SigV4 signs the path and query as sent, still percent-encoded.
             path=(request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1"),
             query=request.scope.get("query_string", b"").decode("latin-1"),
-            headers={k.lower(): v for k, v in request.headers.items()},
+            headers=joined_headers(request.headers.items()),  # every value of a repeated header
             body=body,
         )
         # Signing and SQL are blocking; keep the event loop free.

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine as SqlEngine
 
 from opscm import spec
+from opscm.domain.regions import OPSWORKS_CM_REGIONS, check_regions
 from opscm.engines.builtin_chef import BuiltinChef
 from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.protocol.json11 import JsonProtocol
@@ -49,6 +50,7 @@ class Settings:
     verify_signatures: bool = True
     throttle_rate: float | None = None  # requests a second per account; None: no throttling
     throttle_burst: int = 10
+    regions: tuple[str, ...] = OPSWORKS_CM_REGIONS  # the regions requests may be scoped to
     mock_account_id: str = "123456789012"
     mock_region: str = "us-east-1"
     # The operator's engine backends (``opscm serve --config``), by name.
@@ -119,17 +121,19 @@ class Application:
         ]
         # An interval of 0 turns a task off (the mock's scheduler; tests that must not meet a window).
         self.periodic = [PeriodicTask(name, interval, task) for name, interval, task in tasks if interval > 0]
+        regions = frozenset(check_regions(settings.regions))
         if settings.verify_signatures:
-            authenticate = Authenticator(KeyRing(uow, self.secret_box), self.clock)
+            authenticate = Authenticator(KeyRing(uow, self.secret_box), self.clock, regions)
         else:
-            authenticate = TrustingAuthenticator(settings.mock_account_id, settings.mock_region)
+            authenticate = TrustingAuthenticator(settings.mock_account_id, settings.mock_region, regions)
         throttle = TokenBuckets(settings.throttle_rate, settings.throttle_burst) if settings.throttle_rate else None
         self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle)
         self.asgi = create_asgi_app(self.pipeline, self.deps)
 
     def ensure_admin_credentials(self) -> Path | None:
         assert self.settings.data_dir is not None
-        return ensure_admin(self.deps.uow, self.secret_box, self.settings.data_dir, self.clock.now())
+        region = self.settings.regions[0]  # the profile's region must be one served
+        return ensure_admin(self.deps.uow, self.secret_box, self.settings.data_dir, self.clock.now(), region)
 
     def start(self) -> None:
         if self.database.dialect.name == "sqlite":

@@ -15,7 +15,7 @@ from opscm import spec
 from opscm.protocol.patterns import compile_pattern
 from opscm.service.ports import AccessKey, SecretBox, UnitOfWorkFactory
 
-from .files import write_private_file
+from .files import replace_private_file
 
 ADMIN_ACTIONS = ("opsworks-cm:*",)
 DEFAULT_REGION = "us-east-1"
@@ -24,6 +24,8 @@ ACTION_PREFIX = "opsworks-cm"
 # IAM's rules for user names; profile names follow them too so a section header stays plain.
 _NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 _ACCOUNT = re.compile(r"[0-9]{12}")
+# IAM's AccessKeyIdType; anything else (NUL, 10 KB of text) is unknown without asking the store.
+_ACCESS_KEY_ID = re.compile(r"\w{16,128}", re.ASCII)
 NEW_ACCOUNT = "new"
 
 
@@ -48,7 +50,9 @@ def store_key(uow_factory: UnitOfWorkFactory, box: SecretBox, key: AccessKey, no
         uow.commit()
 
 
-def ensure_admin(uow_factory: UnitOfWorkFactory, box: SecretBox, data_dir: Path, now: datetime) -> Path | None:
+def ensure_admin(
+    uow_factory: UnitOfWorkFactory, box: SecretBox, data_dir: Path, now: datetime, region: str = DEFAULT_REGION
+) -> Path | None:
     """On first start make an admin key and write it as an AWS shared-credentials file (0600).
 
     Returns the file's path when it was created now, None when keys existed already.
@@ -59,7 +63,8 @@ def ensure_admin(uow_factory: UnitOfWorkFactory, box: SecretBox, data_dir: Path,
     key = new_access_key(new_account_id(), "admin")
     store_key(uow_factory, box, key, now)
     path = Path(data_dir) / CREDENTIALS_FILE
-    write_private_file(path, profile_section("default", key, region=DEFAULT_REGION).encode("utf-8"))
+    # A file left by an earlier database is stale: replaced (and a planted link removed, not followed).
+    replace_private_file(path, profile_section("default", key, region=region).encode("utf-8"))
     return path
 
 
@@ -79,6 +84,8 @@ class KeyRing:
         self._box = box
 
     def find(self, access_key_id: str) -> AccessKey | None:
+        if not _ACCESS_KEY_ID.fullmatch(access_key_id):
+            return None
         with self._uow(read_only=True) as uow:
             found = uow.access_keys.get(access_key_id)
         if found is None:
@@ -86,8 +93,6 @@ class KeyRing:
         key, secret_enc = found
         secret = self._box.open(secret_enc).decode("utf-8")
         return AccessKey(key.access_key_id, key.account_id, secret, key.name, key.actions, key.server_names)
-
-
 
 
 def action_matches(pattern: str, operation: str) -> bool:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from opscm.domain.backups import backup_arn, server_name_of_backup
 from opscm.domain.errors import DomainError
 from opscm.domain.tags import parse_resource_arn
 from opscm.protocol.errors import ApiError
 from opscm.protocol.json11 import HttpRequest, HttpResponse, JsonProtocol
-from opscm.protocol.sigv4 import read_authorization, verify_signature
+from opscm.protocol.sigv4 import check_region, read_authorization, verify_signature
 from opscm.service.context import Caller, Dependencies
 from opscm.service.ports import AccessKey, Clock
 
@@ -52,14 +52,17 @@ def access_denied(key: AccessKey, operation: str, resource: str | None = None) -
 
 
 class Authenticator:
-    """Verifies SigV4 against the stored keys; the caller's region is the credential scope's."""
+    """Verifies SigV4 against the stored keys; the caller's region is the credential scope's,
+    one of the served regions."""
 
-    def __init__(self, keyring: KeyRing, clock: Clock):
+    def __init__(self, keyring: KeyRing, clock: Clock, regions: Collection[str]):
         self._keyring = keyring
         self._clock = clock
+        self._regions = regions
 
     def __call__(self, request: HttpRequest) -> tuple[Caller, AccessKey | None]:
         auth = read_authorization(request)
+        check_region(auth.region, self._regions)
         key = self._keyring.find(auth.access_key_id)
         if key is None:
             raise ApiError("UnrecognizedClientException", "The security token included in the request is invalid.")
@@ -68,17 +71,21 @@ class Authenticator:
 
 
 class TrustingAuthenticator:
-    """For the in-process mock: any credentials, one account, region from the signature if any."""
+    """For the in-process mock: any credentials, one account, region from the signature if any
+    (one of the served regions, as for the server)."""
 
-    def __init__(self, account_id: str, default_region: str):
+    def __init__(self, account_id: str, default_region: str, regions: Collection[str]):
+        check_region(default_region, regions)
         self._account_id = account_id
         self._default_region = default_region
+        self._regions = regions
 
     def __call__(self, request: HttpRequest) -> tuple[Caller, AccessKey | None]:
         try:
             region = read_authorization(request).region
         except ApiError:
             region = self._default_region
+        check_region(region, self._regions)
         return Caller(self._account_id, region), None
 
 

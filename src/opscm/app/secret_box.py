@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .files import write_private_file
+from .files import read_private_file, write_private_file
 
 _VERSION = b"\x01"
 _NONCE_BYTES = 12
@@ -49,6 +49,8 @@ def load_master_key(data_dir: Path | None) -> bytes:
     if data_dir is None:
         return AESGCM.generate_key(bit_length=256)  # in-memory stores live only as long as the process
     path = Path(data_dir) / "master.key"
-    if not path.exists():
+    try:
         write_private_file(path, base64.b64encode(AESGCM.generate_key(bit_length=256)) + b"\n")
-    return base64.b64decode(path.read_bytes().strip())
+    except FileExistsError:
+        pass  # made at an earlier start (or by a process starting with this one)
+    return base64.b64decode(read_private_file(path).strip())

@@ -87,10 +87,15 @@ def puppet_disassociation(attributes: Iterable[Mapping[str, str]] | None) -> Non
 
 
 _CHEF_CLIENT_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+MAX_CHEF_CLIENT_NAME = 255  # Chef Infra Server's limit (and the store's column)
 
 
 def check_chef_client_name(name: str) -> None:
-    """Chef Infra Server accepts client names of letters, digits, '_', '-' and '.'."""
+    """Chef Infra Server accepts client names of 1 to 255 letters, digits, '_', '-' and '.'."""
+    if len(name) > MAX_CHEF_CLIENT_NAME:
+        raise ValidationFailed(
+            f"NodeName is {len(name)} characters long; a Chef client name has at most {MAX_CHEF_CLIENT_NAME}."
+        )
     if not _CHEF_CLIENT_NAME.fullmatch(name):
         raise ValidationFailed(
             f"NodeName '{name}' is not a valid Chef client name: use only letters, digits, '_', '-' and '.'."

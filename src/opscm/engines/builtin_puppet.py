@@ -200,7 +200,9 @@ class BuiltinPuppet:
             return PreparedChange(now, change.node_name, revoke, crl)
         csr = change.vetted or check_csr(change.request["csr"], change.node_name, self._policy)
         serial = self._serials.next(server.id)
-        cert_pem = signer.sign_node(csr, certname=change.node_name, serial=serial, now=now, ttl=self._ttl)
+        cert_pem = signer.sign_node(
+            csr, certname=change.node_name, serial=serial, now=now, ttl=self._ttl, policy=self._policy, vetted=True
+        )
         return PreparedChange(now, change.node_name, revoke, crl, cert_pem, serial)
 
     def commit_change(self, uow: UnitOfWork, server: Server, prepared: PreparedChange) -> Applied:

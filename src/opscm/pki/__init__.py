@@ -6,7 +6,7 @@ the client as is.
 
 from .ca import CaMaterial, CaSigner, create_ca
 from .certname import check_certname
-from .csr import CsrPolicy, check_csr
+from .csr import CsrPolicy, check_csr, check_extension_requests
 from .errors import CsrRefused, InvalidCertname, InvalidPublicKey, PkiError
 from .keys import check_rsa_public_key, generate_rsa_key, hash_password, verify_password
 
@@ -20,6 +20,7 @@ __all__ = [
     "PkiError",
     "check_certname",
     "check_csr",
+    "check_extension_requests",
     "check_rsa_public_key",
     "create_ca",
     "generate_rsa_key",

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from .certname import check_certname, quote
-from .csr import is_copyable, signature_is_valid
+from .csr import CsrPolicy, check_extension_requests, signature_is_valid
 from .errors import CsrRefused, PkiError
 from .oids import NETSCAPE_COMMENT, PUPPET_COMMENT
 
@@ -148,33 +148,33 @@ class CaSigner:
         serial: int,
         now: datetime,
         ttl: timedelta = timedelta(days=5 * 365),
+        policy: CsrPolicy = CsrPolicy(),
+        vetted: bool = False,
     ) -> str:
-        """Sign an agent certificate for a CSR already vetted by ``check_csr``; return its PEM.
+        """Sign an agent certificate for a CSR; return its PEM.
 
-        Policy (which SANs and pp_* extensions are allowed) is check_csr's job; this copies
-        the CSR's SAN entries and pp_* extensions and never anything else, so even an
-        unvetted CSR cannot smuggle in e.g. basicConstraints.
+        The copy rules always apply, whoever calls: the CSR's SAN entries and ``pp_*``
+        extensions are copied as *policy* allows them, and a CSR asking for anything else
+        (basicConstraints, authorization extensions or SANs the policy forbids) is refused
+        with check_csr's message, never silently trimmed. ``vetted=True`` says the caller ran
+        ``check_csr``, so the CSR's signature is not verified a second time.
         """
         check_certname(certname)
         _check_serial(serial)
         now = _utc(now, "now")
         _positive(ttl, "ttl")
-        who = f"CSR for {quote(certname)}"
-        if not signature_is_valid(csr):
+        if not vetted and not signature_is_valid(csr):
+            who = f"CSR for {quote(certname)}"
             raise CsrRefused(f"{who} has an invalid signature: it was not signed by the key it contains")
-        try:
-            requested = list(csr.extensions)
-        except Exception:
-            raise CsrRefused(f"{who} contains a malformed extension request") from None
+        requested = check_extension_requests(csr, certname, policy)
 
-        own_name = x509.DNSName(certname)
-        alt_names = [own_name]
+        alt_names: list[x509.GeneralName] = [x509.DNSName(certname)]
         copied: list[x509.Extension] = []
         for ext in requested:
             if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
                 alt_names += [n for n in ext.value if n not in alt_names]
-            elif is_copyable(ext.oid):
-                copied.append(ext)
+            else:
+                copied.append(ext)  # a pp_* extension the policy allows
 
         builder = (
             x509.CertificateBuilder()

@@ -51,6 +51,16 @@ def check_csr(
     return csr
 
 
+def check_extension_requests(
+    csr: x509.CertificateSigningRequest, certname: str, policy: CsrPolicy = CsrPolicy()
+) -> list[x509.Extension]:
+    """The CSR's extension requests if *policy* allows every one of them, else CsrRefused
+    (check_csr's messages): only SANs and ``pp_*`` extensions, each as the policy says."""
+    who = f"CSR for {quote(certname)}"
+    _check_extensions(csr, certname, policy, who)
+    return list(csr.extensions)
+
+
 def signature_is_valid(csr: x509.CertificateSigningRequest) -> bool:
     # An unsupported signature algorithm raises instead of returning False: same outcome.
     try:

@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from .errors import InvalidPublicKey
 
 MAX_RSA_BITS = 16384  # bounds the cost of verifying this client's signatures
+# A public exponent is odd, above 3 (e=3 keys invite low-exponent attacks) and below 2**256
+# (NIST SP 800-56B's bound; a huge e makes every verification slow). openssl uses 65537.
+MAX_RSA_EXPONENT_BITS = 256
 _MAX_INPUT = 64 * 1024
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----(.*?)-----END \1-----", re.S)
@@ -95,9 +98,28 @@ def check_rsa_public_key(pem: str, *, min_bits: int = 2048) -> str:
         raise InvalidPublicKey(
             f"The RSA public key is {key.key_size} bits; at most {MAX_RSA_BITS} are allowed"
         )
+    _check_rsa_numbers(key.public_numbers())
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
+
+
+def _check_rsa_numbers(numbers: rsa.RSAPublicNumbers) -> None:
+    """What a real RSA key always has: an odd modulus, an odd exponent in a sane range."""
+    if numbers.n % 2 == 0:
+        raise InvalidPublicKey("The RSA public key's modulus is even: it is not a valid RSA key")
+    e = numbers.e
+    if e % 2 == 0:
+        raise InvalidPublicKey("The RSA public key's public exponent is even: it is not a valid RSA key")
+    if e <= 3:
+        raise InvalidPublicKey(
+            f"The RSA public key's public exponent is {e}; it must be greater than 3 (65537 is usual)"
+        )
+    if e.bit_length() > MAX_RSA_EXPONENT_BITS:
+        raise InvalidPublicKey(
+            f"The RSA public key's public exponent is {e.bit_length()} bits long; it must be below "
+            f"2**{MAX_RSA_EXPONENT_BITS} (65537 is usual)"
+        )
 
 
 def _load_der(der: bytes, label: str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -27,7 +28,14 @@ from urllib.parse import quote, unquote
 from .errors import ApiError
 from .json11 import HttpRequest
 
-__all__ = ["ALGORITHM", "SigV4Authorization", "read_authorization", "verify_signature", "canonical_request"]
+__all__ = [
+    "ALGORITHM",
+    "SigV4Authorization",
+    "canonical_request",
+    "check_region",
+    "read_authorization",
+    "verify_signature",
+]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
@@ -37,6 +45,9 @@ _MISMATCH = (
     "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
 )
 _MAX_ECHO = 512
+# Besides Host: the headers that choose the operation and how the body is read. botocore signs
+# every header it sends; an unsigned one could be swapped in transit (another operation, same body).
+REQUIRED_SIGNED_HEADERS = {"x-amz-target": "X-Amz-Target", "content-type": "Content-Type"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,12 @@ def read_authorization(request: HttpRequest) -> SigV4Authorization:
     if not all(signed_headers):
         raise _incomplete(f"Authorization header has an empty name in 'SignedHeaders'. {echo}")
     return SigV4Authorization(access_key_id, date, region, service, signed_headers, fields["Signature"])
+
+
+def check_region(region: str, regions: Collection[str]) -> None:
+    """Refuse a credential scope outside the served regions, as an AWS endpoint does."""
+    if region not in regions:
+        raise _invalid(f"Credential should be scoped to a valid region, not '{region[:64]}'. ")
 
 
 def _request_time(request: HttpRequest) -> tuple[str, datetime]:
@@ -243,6 +260,9 @@ def verify_signature(
         )
     if "host" not in auth.signed_headers:
         raise _invalid("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+    for name, shown in REQUIRED_SIGNED_HEADERS.items():
+        if name not in auth.signed_headers:
+            raise _invalid(f"'{shown}' must be a 'SignedHeader' in the AWS Authorization.")
     body_hash = hashlib.sha256(request.body).hexdigest()
     payload_hash = request.headers.get("x-amz-content-sha256", "").strip() or body_hash
     if payload_hash != body_hash:

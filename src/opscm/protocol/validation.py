@@ -21,6 +21,9 @@ Conventions (AWS's, as its services answer):
   does for sensitive members; long values are cut at :data:`MAX_VALUE_CHARS`;
 * a JSON value of the wrong type is a ``Member must be of type <type>`` entry
   (``true`` is not an integer, ``1.0`` is not an integer, ``1`` is not a string);
+* a string holding NUL or an unpaired surrogate (``"\\u0000"``, ``"\\ud800"`` in JSON) is
+  refused wherever it is (no store keeps NUL, no encoder writes a lone surrogate): the entry
+  never shows the value, and its other constraints are not checked;
 * members the shape does not know are ignored, as AWS ignores them.
 
 String lengths count Unicode code points (Smithy's definition).  Integers must fit in
@@ -32,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -54,7 +58,7 @@ MAX_VALUE_CHARS = 256
 """Longest rendering of a value in a message; longer ones end with ``...``."""
 
 MAX_REPORTED_ERRORS = 100
-"""Entries listed in one message; the count in front is always the full count."""
+"""Entries listed in one message (and rendered at all); the count in front is always the full count."""
 
 PATTERN_TIMEOUT = 2.0
 """Seconds a single pattern match may take before the value counts as not matching."""
@@ -63,6 +67,9 @@ _INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _SCALARS = frozenset({"string", "integer", "long", "float", "double", "boolean", "timestamp", "blob"})
 _NOT_NULL = "Member must not be null"
+_UNSAFE_TEXT = "Member must not contain NUL characters or unpaired surrogates"
+# In a str decoded from JSON, a surrogate code point is always an unpaired one.
+_UNSAFE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 _MISSING = object()
 
 
@@ -111,8 +118,8 @@ def _render(value: Any) -> str:
         out.append(piece)
         size += len(piece)
         if size > MAX_VALUE_CHARS:
-            return "".join(out)[:MAX_VALUE_CHARS] + "..."
-    return "".join(out)
+            return _UNSAFE_CHARACTERS.sub("\ufffd", "".join(out)[:MAX_VALUE_CHARS]) + "..."
+    return _UNSAFE_CHARACTERS.sub("\ufffd", "".join(out))
 
 
 def _is_sensitive(shape: Shape, _seen: frozenset[str] = frozenset()) -> bool:
@@ -134,11 +141,12 @@ def _is_sensitive(shape: Shape, _seen: frozenset[str] = frozenset()) -> bool:
 def _entry(shape: Shape, value: Any, path: str, constraint: str) -> str:
     if value is None:
         shown = "Value null"
-    elif _is_sensitive(shape):
+    elif _is_sensitive(shape) or constraint == _UNSAFE_TEXT:
         shown = "Value"
     else:
         shown = f"Value '{_render(value)}'"
-    return f"{shown} at '{path}' failed to satisfy constraint: {constraint}"
+    # A map key is part of the path: it may be the unsafe text itself.
+    return f"{shown} at '{_UNSAFE_CHARACTERS.sub(chr(0xFFFD), path)}' failed to satisfy constraint: {constraint}"
 
 
 # -- scalar constraints ---------------------------------------------------------------
@@ -226,10 +234,13 @@ def _timestamp(value: Any) -> Any:
 
 class _Walk:
     def __init__(self) -> None:
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # the first MAX_REPORTED_ERRORS entries
+        self.count = 0  # all of them: the rest are counted, never rendered
 
     def error(self, shape: Shape, value: Any, path: str, constraint: str) -> None:
-        self.errors.append(_entry(shape, value, path, constraint))
+        self.count += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(_entry(shape, value, path, constraint))
 
     def wrong_type(self, shape: Shape, value: Any, path: str) -> Any:
         self.error(shape, value, path, f"Member must be of type {shape.type_name}")
@@ -256,12 +267,21 @@ class _Walk:
                 return self.wrong_type(shape, value, path)
             self.size(shape, value, path)
             return self.map(shape, value, path)
+        cleaned = self.scalar(shape, value, path)
+        if cleaned is not _MISSING:
+            for text, ok in _constraints(shape):
+                if not ok(cleaned):
+                    self.error(shape, value, path, text)
+        return cleaned
+
+    def scalar(self, shape: Shape, value: Any, path: str) -> Any:
+        """The Python value of a JSON scalar, or ``_MISSING`` (reported) if mistyped or unsafe text."""
         cleaned = _coerce_scalar(shape, value)
         if cleaned is _MISSING:
             return self.wrong_type(shape, value, path)
-        for text, ok in _constraints(shape):
-            if not ok(cleaned):
-                self.error(shape, value, path, text)
+        if isinstance(cleaned, str) and _UNSAFE_CHARACTERS.search(cleaned):
+            self.error(shape, cleaned, path, _UNSAFE_TEXT)
+            return _MISSING
         return cleaned
 
     def item(self, shape: Shape, value: Any, path: str) -> Any:
@@ -304,9 +324,8 @@ class _Walk:
             if item is None:
                 has_null = True
                 continue
-            result = _coerce_scalar(shape, item)
+            result = self.scalar(shape, item, _item_path(path, key))
             if result is _MISSING:
-                self.wrong_type(shape, item, _item_path(path, key))
                 continue
             failed = failed or not all(ok(result) for _, ok in checks)
             cleaned[key] = result
@@ -322,22 +341,24 @@ class _Walk:
         return {key: self.item(shape.value, item, _item_path(path, key)) for key, item in value.items()}
 
 
-def _walk(shape: Shape, value: Any, path: str) -> tuple[list[str], Any]:
+def _walk(shape: Shape, value: Any, path: str) -> tuple[_Walk, Any]:
     walk = _Walk()
     if value is None:
         walk.error(shape, None, path, _NOT_NULL)
-        return walk.errors, None
+        return walk, None
     cleaned = walk.value(shape, value, path)
-    return walk.errors, cleaned
+    return walk, cleaned
 
 
 def validation_errors(shape: Shape, value: Any, *, path: str = "") -> list[str]:
-    """Every constraint of *shape* that *value* (decoded JSON) violates, as AWS words it."""
-    return _walk(shape, value, path)[0]
+    """The constraints of *shape* that *value* (decoded JSON) violates, as AWS words them
+    (the first :data:`MAX_REPORTED_ERRORS`)."""
+    return _walk(shape, value, path)[0].errors
 
 
-def validation_message(errors: list[str]) -> str:
-    count = len(errors)
+def validation_message(errors: list[str], count: int | None = None) -> str:
+    """The message for *count* errors (default: as many as listed), the first ones *errors*."""
+    count = len(errors) if count is None else count
     noun = "validation error" if count == 1 else "validation errors"
     listed = "; ".join(errors[:MAX_REPORTED_ERRORS])
     if count > MAX_REPORTED_ERRORS:
@@ -354,9 +375,9 @@ def validated_input(operation_model: OperationModel, params: dict) -> dict:
     shape = operation_model.input_shape
     if shape is None:
         return {}
-    errors, cleaned = _walk(shape, params, "")
-    if errors:
-        raise ApiError("ValidationException", validation_message(errors))
+    walk, cleaned = _walk(shape, params, "")
+    if walk.count:
+        raise ApiError("ValidationException", validation_message(walk.errors, walk.count))
     return cleaned
 
 

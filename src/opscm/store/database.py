@@ -20,7 +20,7 @@ def sqlite_url(data_dir: Path) -> str:
 def open_database(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _open_sqlite(url)
-    return create_engine(url, pool_pre_ping=True, future=True)
+    return create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)  # secrets never in logs
 
 
 def _open_sqlite(url: str) -> Engine:
@@ -34,6 +34,7 @@ def _open_sqlite(url: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
+        hide_parameters=True,
         # One shared connection keeps an in-memory database alive across threads.
         poolclass=StaticPool if in_memory else None,
     )
