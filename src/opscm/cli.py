@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from . import spec
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         default=300.0,
         help="how long a backend's node change is retried before it is FAILED (default 300)",
     )
+    serve.add_argument(
+        "--token-retention-days", type=_positive(float), default=7.0,
+        help="days DescribeNodeAssociationStatus answers a finished association's token (default 7)",
+    )
+    serve.add_argument(
+        "--event-retention-days", type=_positive(float), default=90.0, help="days events are kept (default 90)"
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(run=_serve)
 
@@ -73,6 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
 
     from .app.config import Config, ConfigError, load_config
+    from .service.retention import Retention
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -103,6 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         throttle_burst=args.throttle_burst or DEFAULT_BURST,
         backends=config.backends,
         remote_retry_seconds=args.backend_retry_seconds,
+        retention=Retention(tokens=timedelta(days=args.token_retention_days), events=timedelta(days=args.event_retention_days)),
         regions=args.regions or OPSWORKS_CM_REGIONS,
     )
     app = Application(settings)

@@ -68,6 +68,7 @@ class OpsWorksCMMock:
             endpoint_host="opscm.local",
             # No surprise backups or maintenance in a test suite: call mock.tick() to run the scheduler.
             schedule_interval=0,
+            retention_interval=0,
             public_url="http://opscm.local",
         )
         self.app = Application(settings, clock)

@@ -15,7 +15,8 @@ from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.protocol.json11 import JsonProtocol
 from opscm.service.context import Dependencies, Limits
 from opscm.service.ports import Clock
-from opscm.service import health, schedule, updates
+from opscm.service import health, retention, schedule, updates
+from opscm.service.retention import Retention
 from opscm.service.operations import OPERATIONS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
@@ -57,6 +58,9 @@ class Settings:
     backends: dict[str, Backend] = dataclasses.field(default_factory=dict)
     # How long a remote engine's node change is retried before it is FAILED.
     remote_retry_seconds: float = 300.0
+    # Finished tokens, events and jobs are pruned this often (seconds; 0: never) after their retention.
+    retention_interval: float = 3600.0
+    retention: Retention = Retention()
 
 
 def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, bytes]:
@@ -98,6 +102,7 @@ class Application:
             engines=engines,
             backends=remote_engines(settings.backends, self.clock),
             server_cache=ServerCache(uow),
+            retention=settings.retention,
             clock=self.clock,
             wake_jobs=self.jobs.wake,
             endpoint_host=settings.endpoint_host,
@@ -118,6 +123,7 @@ class Application:
         tasks = [
             ("opscm-schedule", settings.schedule_interval, lambda: schedule.tick(self.deps)),
             ("opscm-health", settings.health_interval, lambda: health.check_all(self.deps)),
+            ("opscm-retention", settings.retention_interval, lambda: retention.prune(self.deps)),
         ]
         # An interval of 0 turns a task off (the mock's scheduler; tests that must not meet a window).
         self.periodic = [PeriodicTask(name, interval, task) for name, interval, task in tasks if interval > 0]

@@ -18,6 +18,7 @@ from opscm.service.context import Caller, Dependencies
 from opscm.service.ports import AccessKey, Clock
 
 from .credentials import KeyRing, allows, user_arn
+from .storage_errors import storage_failure
 from .throttle import TokenBuckets
 
 log = logging.getLogger("opscm.requests")
@@ -134,9 +135,14 @@ class Pipeline:
         except ApiError as error:
             response = self.protocol.error_response(error, request_id)
             operation_name += f" {error.code}"
-        except Exception:  # noqa: BLE001 - a bug must answer JSON, not drop the connection
-            log.exception("request %s (%s) failed", request_id, operation_name)
-            error = ApiError("InternalFailure", "The request processing has failed because of an unknown error.", 500)
+        except Exception as failure:  # noqa: BLE001 - a bug must answer JSON, not drop the connection
+            error = storage_failure(failure)
+            if error is not None:
+                log.error("request %s (%s): %s", request_id, operation_name, error.message)
+                operation_name += f" {error.code}"
+            else:
+                log.exception("request %s (%s) failed", request_id, operation_name)
+                error = ApiError("InternalFailure", "The request processing has failed because of an unknown error.", 500)
             response = self.protocol.error_response(error, request_id)
         log.info(
             "%s %s %d %.1fms", request_id, operation_name, response.status, (time.perf_counter() - started) * 1000

@@ -11,6 +11,7 @@ from opscm.domain.servers import Server
 
 from .pagination import PageTokens
 from .ports import BackupStorage, Clock, Engine, UnitOfWorkFactory
+from .retention import Retention
 from .server_cache import ServerCache
 
 
@@ -54,6 +55,7 @@ class Dependencies:
     # The operator's backends by name (the configuration file), each an engine of its own.
     backends: Mapping[str, Engine] = dataclasses.field(default_factory=dict)
     server_cache: ServerCache | None = None
+    retention: Retention = Retention()
 
     def engine_for_new(self, server: Server) -> Engine:
         """The engine a new server asks for (its OPSCM_BACKEND), checked against the configuration."""

@@ -84,6 +84,8 @@ class AssociationRepository(Protocol):
     def add(self, association: Association, account_id: str, region: str) -> None: ...
     def get(self, token_hash: str) -> Association | None: ...
     def save(self, association: Association) -> None: ...
+    def prune(self, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` finished associations made before ``before``."""
 
 
 class JobRepository(Protocol):
@@ -96,12 +98,16 @@ class JobRepository(Protocol):
     def finish(self, job_id: int, *, error: str | None = None) -> None: ...
     def unfinished(self) -> int: ...
     def release_leases(self) -> None: ...
+    def prune(self, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` finished jobs created before ``before``."""
 
 
 class EventRepository(Protocol):
     def add(self, server_id: str, now: datetime, message: str, log_url: str | None = None) -> None: ...
     def list(self, server_id: str) -> list[Event]:
         """Newest first."""
+    def prune(self, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` events older than ``before``."""
 
 
 class BackupRepository(Protocol):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import insert, select, update
 
 from opscm.domain.associations import Association, AssociationAction, AssociationStatus
@@ -48,6 +50,12 @@ class SqlAssociations(Repository):
             .where(c.token_hash == association.token_hash)
             .values(**_association_state(association))
         )
+
+
+    def prune(self, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` finished associations made before ``before``."""
+        c = t.associations.c
+        return self._delete_some(t.associations, c.token_hash, (c.created_at < before) & (c.status != "IN_PROGRESS"), limit)
 
 
 def _association_state(association: Association) -> dict:

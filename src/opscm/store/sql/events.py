@@ -22,3 +22,8 @@ class SqlEvents(Repository):
         c = t.events.c
         rows = self._db.execute(select(t.events).where(c.server_id == server_id).order_by(c.id.desc()))
         return [Event(**row) for row in rows.mappings()]
+
+    def prune(self, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` events older than ``before``."""
+        c = t.events.c
+        return self._delete_some(t.events, c.id, c.created_at < before, limit)

@@ -80,3 +80,8 @@ class SqlJobs(Repository):
 
     def unfinished(self) -> int:
         return self._db.scalar(select(func.count()).where(t.jobs.c.state == "pending"))
+
+    def prune(self, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` finished jobs created before ``before``."""
+        c = t.jobs.c
+        return self._delete_some(t.jobs, c.id, (c.created_at < before) & (c.state != "pending"), limit)
