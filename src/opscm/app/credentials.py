@@ -4,10 +4,13 @@ looking keys up for SigV4, and what a key may do (IAM-style actions, server name
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import re
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -76,23 +79,52 @@ def profile_section(profile: str, key: AccessKey, region: str | None = None) -> 
     return "\n".join(lines) + "\n"
 
 
-class KeyRing:
-    """Finds an access key and its secret for signature checks."""
+# A removed (or changed) key stops working within this many seconds in every process.
+KEY_CACHE_SECONDS = 2.0
+_KEY_CACHE_SIZE = 4096
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, box: SecretBox):
+
+class KeyRing:
+    """Finds an access key and its secret for signature checks.
+
+    Found keys are kept decrypted in the process for ``ttl`` seconds (a lookup and an AES-GCM
+    open per request cost more than the rest of a describe); unknown ids are not kept, so a
+    flood of made-up ids cannot grow the cache.
+    """
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, box: SecretBox, ttl: float = KEY_CACHE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self._uow = uow_factory
         self._box = box
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._cache: collections.OrderedDict[str, tuple[float, AccessKey]] = collections.OrderedDict()
 
     def find(self, access_key_id: str) -> AccessKey | None:
         if not _ACCESS_KEY_ID.fullmatch(access_key_id):
             return None
+        now = self._monotonic()
+        with self._lock:
+            cached = self._cache.get(access_key_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
         with self._uow(read_only=True) as uow:
             found = uow.access_keys.get(access_key_id)
-        if found is None:
-            return None
-        key, secret_enc = found
-        secret = self._box.open(secret_enc).decode("utf-8")
-        return AccessKey(key.access_key_id, key.account_id, secret, key.name, key.actions, key.server_names)
+        with self._lock:
+            if found is None:
+                self._cache.pop(access_key_id, None)
+                return None
+            key, secret_enc = found
+            secret = self._box.open(secret_enc).decode("utf-8")
+            key = AccessKey(key.access_key_id, key.account_id, secret, key.name, key.actions, key.server_names)
+            self._cache[access_key_id] = (now, key)
+            self._cache.move_to_end(access_key_id)
+            while len(self._cache) > _KEY_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return key
 
 
 def action_matches(pattern: str, operation: str) -> bool:

@@ -1,0 +1,357 @@
+"""Boot storm: N simulated nodes associate with a real `opscm serve` over HTTP with real SigV4.
+
+Each node runs AssociateNode, then DescribeNodeAssociationStatus until the status is final,
+as AWS's user data does. Puppet nodes send pre-made RSA-2048 CSRs (made before timing);
+Chef nodes send RSA-2048 public keys. Levels of concurrent clients run one after the other
+against the same servers; every figure of a run is measured in that run.
+
+    .venv/bin/python benchmarks/boot_storm.py                      # 2,000 nodes per engine, 1/8/64 clients, SQLite
+    .venv/bin/python benchmarks/boot_storm.py --stores sqlite,postgresql --replicas 2 --workers 1
+
+Printed per store, engine and level: associations/s, AssociateNode latency p50/p95/p99, whole
+association p99, errors, the server's CPU milliseconds per association (/proc, every process
+of every replica), peak RSS per server process, and (Puppet) the machine's signing ceiling:
+opscm's own CSR check + signing on all cores, without HTTP or database, measured in this run.
+A script, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+from opscm.pki import CaSigner, check_csr, create_ca  # noqa: E402
+from opscm.protocol.json11 import HttpRequest  # noqa: E402
+from opscm.protocol.sigv4 import SigV4Authorization, canonical_request, signature  # noqa: E402
+from tests.support.postgres import fresh_database  # noqa: E402
+from tests.support.requests import create_server_params  # noqa: E402
+from tests.support.server import start_server, wait_for_status  # noqa: E402
+
+TARGET = "OpsWorksCM_V2016_11_01"
+SIGNED = ("content-type", "host", "x-amz-date", "x-amz-target")
+KEYS = 16  # node keys reused across CSRs: the server's work per CSR is the same
+
+
+# ---- the nodes' requests (made before timing) -----------------------------------------------
+
+
+def _keys(count: int) -> list[rsa.RSAPrivateKey]:
+    return [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(count)]
+
+
+def _csr(name: str, key: rsa.RSAPrivateKey) -> str:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def node_requests(engine: str, server: str, names: list[str], keys) -> list[dict]:
+    requests = []
+    for i, name in enumerate(names):
+        key = keys[i % len(keys)]
+        if engine == "Puppet":
+            attributes = [{"Name": "PUPPET_NODE_CSR", "Value": _csr(name, key)}]
+        else:
+            public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            attributes = [
+                {"Name": "CHEF_ORGANIZATION", "Value": "default"},
+                {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": public.decode()},
+            ]
+        requests.append({"ServerName": server, "NodeName": name, "EngineAttributes": attributes})
+    return requests
+
+
+# ---- a lean client: HTTP/1.1 keep-alive on asyncio streams, SigV4 with opscm's own functions ---
+
+
+class Signer:
+    def __init__(self, key_id: str, secret: str, region: str, host: str):
+        self.key_id, self.secret, self.region, self.host = key_id, secret, region, host
+
+    def headers(self, operation: str, body: bytes) -> dict[str, str]:
+        now = datetime.now(UTC)
+        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        headers = {
+            "content-type": "application/x-amz-json-1.1",
+            "host": self.host,
+            "x-amz-date": amz_date,
+            "x-amz-target": f"{TARGET}.{operation}",
+        }
+        auth = SigV4Authorization(self.key_id, amz_date[:8], self.region, "opsworks-cm", SIGNED, "")
+        request = HttpRequest("POST", "/", "", headers, body)
+        canonical = canonical_request(request, SIGNED, hashlib.sha256(body).hexdigest())
+        headers["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self.key_id}/{auth.scope}, SignedHeaders={';'.join(SIGNED)}, "
+            f"Signature={signature(self.secret, auth, amz_date, canonical)}"
+        )
+        return headers
+
+
+class Connection:
+    def __init__(self, url: str, signer: Signer):
+        parts = urlsplit(url)
+        self.address = (parts.hostname, parts.port)
+        self.signer = signer
+        self.reader = self.writer = None
+
+    async def call(self, operation: str, params: dict) -> tuple[int, dict]:
+        body = json.dumps(params).encode()
+        headers = self.signer.headers(operation, body)
+        head = "POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        head += f"content-length: {len(body)}\r\n\r\n"
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(*self.address)
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readuntil(b"\r\n")
+        length = 0
+        while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        data = await self.reader.readexactly(length)
+        return int(status_line.split()[1]), json.loads(data) if data else {}
+
+
+async def _clients(urls, signer_args, requests, concurrency, results):
+    queue = list(reversed(requests))
+
+    async def client(index: int) -> None:
+        url = urls[index % len(urls)]
+        connection = Connection(url, Signer(*signer_args, host=urlsplit(url).netloc))
+        while queue:
+            request = queue.pop()
+            started = time.perf_counter()
+            status, answer = await connection.call("AssociateNode", request)
+            associated = time.perf_counter()
+            if status != 200:
+                results.append(("error", answer.get("__type", status), 0, 0))
+                continue
+            describe = {"ServerName": request["ServerName"], "NodeAssociationStatusToken": answer["NodeAssociationStatusToken"]}
+            while True:
+                status, answer = await connection.call("DescribeNodeAssociationStatus", describe)
+                if status != 200 or answer["NodeAssociationStatus"] != "IN_PROGRESS":
+                    break
+                await asyncio.sleep(0.05)
+            done = time.perf_counter()
+            final = answer.get("NodeAssociationStatus") if status == 200 else answer.get("__type", status)
+            kind = "ok" if final == "SUCCESS" else "error"
+            results.append((kind, final, associated - started, done - started))
+
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+
+
+def _client_process(urls, signer_args, requests, concurrency, pipe):
+    results: list = []
+    asyncio.run(_clients(urls, signer_args, requests, concurrency, results))
+    pipe.send(results)
+    pipe.close()
+
+
+def drive(urls, signer_args, requests, clients: int, processes: int):
+    """Run ``clients`` concurrent clients, spread over ``processes`` load-generator processes."""
+    processes = max(1, min(processes, clients))
+    context = multiprocessing.get_context("fork")
+    workers = []
+    for p in range(processes):
+        share = clients // processes + (1 if p < clients % processes else 0)
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_client_process, args=(urls, signer_args, requests[p::processes], share, sender))
+        workers.append((process, receiver))
+    started = time.perf_counter()
+    for process, _ in workers:
+        process.start()
+    results = []
+    for process, receiver in workers:
+        results += receiver.recv()
+        process.join()
+    return results, time.perf_counter() - started
+
+
+# ---- the server's side: CPU and memory of every process --------------------------------------
+
+
+def _tree(pid: int) -> list[int]:
+    pids, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == parent:
+                    pids.append(int(entry.name))
+                    frontier.append(int(entry.name))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ---- the ceiling: CSR check + signing on every core, nothing else ----------------------------
+
+
+def _sign_for(seconds: float, ca_key_bits: int, csrs: list[tuple[str, str]], pipe) -> None:
+    material = create_ca("ceiling", now=datetime.now(UTC), key_bits=ca_key_bits)
+    signer = CaSigner(material.key_pem, material.cert_pem)
+    count, serial, deadline = 0, 2, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        name, pem = csrs[count % len(csrs)]
+        csr = check_csr(pem, name)
+        signer.sign_node(csr, certname=name, serial=serial, now=datetime.now(UTC), vetted=True)
+        count, serial = count + 1, serial + 1
+    pipe.send(count)
+
+
+def signing_ceiling(ca_key_bits: int, csrs, seconds: float = 3.0) -> float:
+    context = multiprocessing.get_context("fork")
+    cores = os.cpu_count() or 1
+    pipes, processes = [], []
+    for _ in range(cores):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_sign_for, args=(seconds, ca_key_bits, csrs, sender))
+        process.start()
+        pipes.append(receiver)
+        processes.append(process)
+    total = sum(pipe.recv() for pipe in pipes)
+    for process in processes:
+        process.join()
+    return total / seconds
+
+
+# ---- a run -----------------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def serve(store: str, root: Path, args, database_url: str | None):
+    extra = ["--ca-key-bits", str(args.ca_key_bits), "--schedule-interval", "0", "--health-interval", "0",
+             "--server-limit", "50", "--log-level", "warning"]
+    if args.workers is not None:
+        extra += ["--workers", str(args.workers)]
+    if database_url:
+        extra += ["--database-url", database_url]
+    servers = []
+    for i in range(args.replicas if database_url else 1):
+        servers.append(start_server(root / f"replica{i}", *extra))
+    return servers
+
+
+def run_store(store: str, args, keys) -> None:
+    with tempfile.TemporaryDirectory(prefix="opscm-storm-") as tmp:
+        root = Path(tmp)
+        if store == "postgresql":
+            os.environ["OPSCM_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+            with fresh_database() as url:
+                _measure(store, args, keys, serve(store, root, args, url))
+            del os.environ["OPSCM_MASTER_KEY"]
+        else:
+            _measure(store, args, keys, serve(store, root, args, None))
+
+
+def _measure(store: str, args, keys, servers) -> None:
+    try:
+        admin = servers[0].client()
+        key_id, secret = servers[0].access_key
+        urls = [s.url for s in servers]
+        pids = [pid for s in servers for pid in _tree(s.process.pid)]
+        for engine in args.engines:
+            name = f"storm-{engine.lower()[:5]}"
+            admin.create_server(**create_server_params(name, engine))
+            wait_for_status(admin, name)
+            ceiling = None
+            if engine == "Puppet":
+                sample = [(f"ceiling-{i}", _csr(f"ceiling-{i}", keys[i % len(keys)])) for i in range(64)]
+                ceiling = signing_ceiling(args.ca_key_bits, sample)
+            for clients in args.clients:
+                names = [f"n{clients}-{i}" for i in range(args.nodes)]
+                requests = node_requests(engine, name, names, keys)
+                pids = [pid for s in servers for pid in _tree(s.process.pid)]
+                cpu_before = cpu_seconds(pids)
+                results, wall = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
+                cpu = cpu_seconds(pids) - cpu_before
+                ok = [r for r in results if r[0] == "ok"]
+                errors = len(results) - len(ok)
+                associate = [r[2] * 1000 for r in ok]
+                whole = [r[3] * 1000 for r in ok]
+                rate = len(ok) / wall
+                line = (
+                    f"{store:10} {engine:12} clients={clients:3} nodes={len(results):5} "
+                    f"assoc/s={rate:8.1f} AssociateNode ms p50={_percentile(associate, .5):6.1f} "
+                    f"p95={_percentile(associate, .95):6.1f} p99={_percentile(associate, .99):6.1f} "
+                    f"association p99={_percentile(whole, .99):6.1f} errors={errors} "
+                    f"server CPU ms/assoc={cpu * 1000 / max(1, len(results)):5.2f}"
+                )
+                if ceiling:
+                    line += f" ceiling={ceiling:7.1f}/s ratio={rate / ceiling:4.2f}"
+                print(line, flush=True)
+                if errors:
+                    print("   errors:", sorted({str(r[1]) for r in results if r[0] != "ok"})[:5], flush=True)
+        rss = ", ".join(f"{pid}:{peak_rss_mb(pid):.0f}" for pid in pids)
+        print(f"{store:10} peak RSS MB per server process: {rss}", flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=2000, help="nodes per engine and level (default 2000)")
+    parser.add_argument("--clients", default="1,8,64", help="concurrent client levels (default 1,8,64)")
+    parser.add_argument("--engines", default="Puppet,ChefAutomate", help="engines (default Puppet,ChefAutomate)")
+    parser.add_argument("--stores", default="sqlite", help="sqlite, postgresql or both (default sqlite)")
+    parser.add_argument("--workers", type=int, help="opscm serve --workers (default: opscm's own default)")
+    parser.add_argument("--replicas", type=int, default=1, help="opscm serve replicas on one PostgreSQL (default 1)")
+    parser.add_argument("--ca-key-bits", type=int, default=4096, help="Puppet CA size (default 4096)")
+    parser.add_argument("--client-processes", type=int, default=2, help="load generator processes (default 2)")
+    args = parser.parse_args()
+    args.clients = [int(c) for c in args.clients.split(",")]
+    args.engines = [e.strip() for e in args.engines.split(",")]
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; command: {' '.join(sys.argv)}", flush=True)
+    keys = _keys(KEYS)
+    for store in args.stores.split(","):
+        run_store(store.strip(), args, keys)
+
+
+if __name__ == "__main__":
+    main()
