@@ -99,12 +99,16 @@ class HttpBackend:
 
 def _why(error: BaseException | None) -> str:
     """A short, tenant-safe reason for a failed connection (no exception text)."""
+    # NewConnectionError (and NameResolutionError) subclass ConnectTimeoutError in urllib3 2:
+    # test it first, or a refused connection reads as a timeout.
+    if isinstance(error, urllib3.exceptions.NameResolutionError):
+        return "the backend's host name does not resolve"
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return "the backend refused the connection or is not reachable"
     if isinstance(error, urllib3.exceptions.TimeoutError):
         return "the backend did not answer in time"
     if isinstance(error, urllib3.exceptions.SSLError):
         return "the TLS handshake with the backend failed (certificate or CA bundle)"
-    if isinstance(error, urllib3.exceptions.NewConnectionError):
-        return "the backend refused the connection or is not reachable"
     if isinstance(error, urllib3.exceptions.ProtocolError):
         return "the backend closed the connection"
     return "the backend is not reachable"
