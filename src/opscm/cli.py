@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import spec
 from .cli_credentials import add_credentials_parser
+from .crl_sync import add_crl_sync_parser
 
 DEFAULT_PORT = 4580
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     setup.set_defaults(run=_setup_aws_cli)
 
     add_credentials_parser(commands)
+    add_crl_sync_parser(commands)
 
     args = parser.parse_args(argv)
     return args.run(args)
