@@ -2,6 +2,8 @@ import pytest
 
 from tests.support.server import start_server
 
+pytest_plugins = ["tests.support.puppetserver"]
+
 
 @pytest.fixture(scope="session")
 def opscm(tmp_path_factory):
