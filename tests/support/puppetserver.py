@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -140,9 +142,23 @@ def missing_puppetserver() -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range: puppetserver binds it only when
+    its web server starts, up to a minute later, and in the meantime no outgoing connection
+    or ``bind(0)`` of another test can be handed the same port."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low, high = 20000, min(ephemeral_low, 32768)
+    for _ in range(100):
+        port = random.randrange(low, high) if high > low else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise PuppetserverError("no free port found for puppetserver")
 
 
 # ---- configuration ------------------------------------------------------------------------
@@ -399,8 +415,8 @@ class Puppetserver:
                         self.start_seconds = time.monotonic() - self.started_at
                         self.start_cpu_seconds = self.cpu_seconds()
                         return
-            except (OSError, urllib.error.URLError):
-                pass
+            except (OSError, urllib.error.URLError, http.client.HTTPException):
+                pass  # not listening yet, or TLS not ready
             if time.monotonic() > deadline:
                 self.stop()
                 raise PuppetserverError(f"puppetserver did not answer within {timeout:.0f} s\n" + self.logs())
