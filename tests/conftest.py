@@ -5,6 +5,8 @@ from tests.support.server import TEST_REGIONS, start_server
 
 pytest_plugins = ["tests.support.goiardi"]
 
+pytest_plugins = ["tests.support.puppetserver"]
+
 
 @pytest.fixture(scope="session")
 def opscm(tmp_path_factory):

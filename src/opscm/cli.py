@@ -16,6 +16,7 @@ from . import spec
 from .cli_credentials import add_credentials_parser
 from .cli_puppetserver import add_puppetserver_parser
 from .domain.regions import OPSWORKS_CM_REGIONS, check_regions
+from .crl_sync import add_crl_sync_parser
 
 DEFAULT_PORT = 4580
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_credentials_parser(commands)
     add_puppetserver_parser(commands)
+    add_crl_sync_parser(commands)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -32,11 +32,14 @@ Two things are done with the agent's own code, never re-implemented here:
   Strict mode fails on any ``Warning:`` line and unless the agent reports
   ``Verified client certificate 'CN=<certname>'``.
 
+* ``PuppetAgent.run_agent`` runs a real ``puppet agent --test`` against a
+  Puppet server (tests/support/puppetserver.py) with the installed ssldir.
+
 Every invocation gets private confdir/codedir/vardir/publicdir/logdir/rundir/
 ssldir/certname on the command line (nothing under /etc/puppet or
 /var/lib/puppet is read or written), a server of 127.0.0.1 on a closed port
-(nothing connects; if something did it would be refused at once) and a timeout,
-so agents can run in parallel.
+unless run_agent names one (nothing connects; if something did it would be
+refused at once) and a timeout, so agents can run in parallel.
 """
 
 from __future__ import annotations
@@ -280,8 +283,16 @@ class PuppetAgent:
     def crl_path(self) -> Path:
         return self.ssldir / "crl.pem"
 
-    def settings_args(self) -> list[str]:
-        """Puppet settings passed to every invocation (all on the command line)."""
+    @property
+    def applied_path(self) -> Path:
+        """Written by a catalog of the test puppetserver's site manifest (see run_agent)."""
+        return self.root / "applied.txt"
+
+    def settings_args(self, server: str = "127.0.0.1", port: int | str = _CLOSED_PORT) -> list[str]:
+        """Puppet settings passed to every invocation (all on the command line).
+
+        ``server``/``port``: the Puppet server (and CA) to talk to; by default none.
+        """
         r = self.root
         args = [
             # puppet.conf, csr_attributes.yaml and custom_trusted_oid_mapping.yaml
@@ -303,12 +314,12 @@ class PuppetAgent:
             # The :ca section is never `use`d by agent apps; pinned anyway so
             # /etc/puppet/puppetserver/ca can never be touched.
             "--cadir", str(r / "ca"),
-            # No server is ever contacted; should anything try, it gets a
+            # Offline by default: should anything try to connect, it gets a
             # closed local port instead of resolving `puppet`.
-            "--server", "127.0.0.1",
-            "--ca_server", "127.0.0.1",
-            "--serverport", _CLOSED_PORT,
-            "--ca_port", _CLOSED_PORT,
+            "--server", server,
+            "--ca_server", server,
+            "--serverport", str(port),
+            "--ca_port", str(port),
             # Explicit default: crl.pem is mandatory and every CA in the chain
             # is checked against it (OpenSSL CRL_CHECK | CRL_CHECK_ALL).
             "--certificate_revocation", "chain",
@@ -387,6 +398,40 @@ class PuppetAgent:
             return proc
         extra = "".join(f"strict check failed: {p}\n" for p in problems)
         return subprocess.CompletedProcess(proc.args, 1, proc.stdout, proc.stderr + extra)
+
+
+    def run_agent(self, server: str, port: int, timeout: float | None = None) -> subprocess.CompletedProcess:
+        """One real ``puppet agent --test`` against a Puppet server, with this ssldir.
+
+        The agent must already hold its key, certificate, ``ca.pem`` and ``crl.pem`` (see
+        ``install``): it never asks for a certificate (``--waitforcert 0``). ``server`` is
+        the name the server's certificate is checked against. Exit status (detailed
+        exit codes): 0 or 2 = catalog applied, 1 or 4/6 = failures.
+
+        The agent names its own directory in the fact ``opscm_agent_root`` (an
+        environment fact), so the test puppetserver's site manifest writes
+        ``applied_path`` there: what the server saw of the agent, proof of the apply.
+        """
+        puppet, _ = self._require_puppet()
+        argv = [
+            puppet, "agent", "--test", *self.settings_args(server, port),
+            "--waitforcert", "0",
+            # Never hang on a stuck server: the run is bounded anyway by the process timeout.
+            "--http_connect_timeout", "10", "--http_read_timeout", "60",
+        ]
+        env = {**_env(), "FACTER_opscm_agent_root": str(self.root)}
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout or self.timeout,
+            env=env, stdin=subprocess.DEVNULL, cwd=self.root,
+        )
+
+    def applied(self) -> dict[str, str] | None:
+        """What the last applied catalog wrote (``certname``, ``authenticated``), or None."""
+        try:
+            text = self.applied_path.read_text()
+        except FileNotFoundError:
+            return None
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def make_agent(tmp_path: Path, certname: str, **kwargs) -> PuppetAgent:

@@ -4,9 +4,15 @@ where their credentials are read."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from opscm.engines.chef_api import ChefApi
 from opscm.engines.chef_server import ChefServerEngine
+from opscm.engines.puppet_ca_api import PuppetCaApi
+from opscm.engines.puppetserver_ca import PuppetServerCaEngine
 from opscm.service.ports import Clock, Engine
 
 from .config import Backend, ChefServerBackend, endpoint_of
@@ -29,4 +35,14 @@ def _engine(backend: Backend, clock: Clock) -> Engine:
             clock=clock,
         )
         return ChefServerEngine(backend.name, endpoint=endpoint_of(backend), api=api, url=backend.url)
-    raise NotImplementedError(f"backend kind {backend.kind}")
+    api = PuppetCaApi(backend.url, str(backend.client_cert), str(backend.client_key), ca_bundle, backend.timeout)
+    return PuppetServerCaEngine(
+        backend.name, endpoint=endpoint_of(backend), api=api, url=backend.url, admin_certname=_common_name(backend.client_cert)
+    )
+
+
+def _common_name(cert_path: Path) -> str | None:
+    """The certname of the admin client certificate: never a node's."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None

@@ -103,7 +103,10 @@ class HttpBackend:
 
 def _why(error: BaseException | None) -> str:
     """A short, tenant-safe reason for a failed connection (no exception text)."""
-    # urllib3 2.x makes NewConnectionError a ConnectTimeoutError: ask for it before timeouts.
+    # NewConnectionError (and NameResolutionError) subclass ConnectTimeoutError in urllib3 2:
+    # test it first, or a refused connection reads as a timeout.
+    if isinstance(error, urllib3.exceptions.NameResolutionError):
+        return "the backend's host name does not resolve"
     if isinstance(error, urllib3.exceptions.NewConnectionError):
         return "the backend refused the connection or is not reachable"
     if isinstance(error, urllib3.exceptions.TimeoutError):

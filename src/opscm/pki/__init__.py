@@ -4,6 +4,7 @@ Everything that can refuse client input raises a PkiError whose message is meant
 the client as is.
 """
 
+from .alt_names import InvalidAltName, parse_alt_names
 from .ca import CaMaterial, CaSigner, create_ca
 from .certname import check_certname
 from .csr import CsrPolicy, check_csr, check_extension_requests
@@ -15,6 +16,7 @@ __all__ = [
     "CaSigner",
     "CsrPolicy",
     "CsrRefused",
+    "InvalidAltName",
     "InvalidCertname",
     "InvalidPublicKey",
     "PkiError",
@@ -25,5 +27,6 @@ __all__ = [
     "create_ca",
     "generate_rsa_key",
     "hash_password",
+    "parse_alt_names",
     "verify_password",
 ]

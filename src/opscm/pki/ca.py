@@ -1,4 +1,4 @@
-"""The Puppet CA: creating one, and signing agent certificates and CRLs with it.
+"""The Puppet CA: creating one, and signing agent and server certificates and CRLs with it.
 
 The certificate profile is exactly the one puppetserver 7 issues (see FACTS.md,
 "Puppet CA"), so agents cannot tell our certificates from puppetserver's own.
@@ -12,13 +12,15 @@ from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
+from .alt_names import parse_alt_names
 from .certname import check_certname, quote
-from .csr import CsrPolicy, check_extension_requests, signature_is_valid
-from .errors import CsrRefused, PkiError
-from .oids import NETSCAPE_COMMENT, PUPPET_COMMENT
+from .csr import ALLOWED_CURVES, MAX_RSA_BITS, MIN_RSA_BITS, CsrPolicy, check_extension_requests, signature_is_valid
+from .errors import CsrRefused, InvalidPublicKey, PkiError
+from .oids import NETSCAPE_COMMENT, PP_CLI_AUTH, PUPPET_COMMENT
 
 # Puppet backdates notBefore by a day so agents with a slow clock accept new certificates;
 # the CRL's lastUpdate is backdated the same way, or `crl_check` on such an agent would
@@ -168,27 +170,74 @@ class CaSigner:
             raise CsrRefused(f"{who} has an invalid signature: it was not signed by the key it contains")
         requested = check_extension_requests(csr, certname, policy)
 
-        alt_names: list[x509.GeneralName] = [x509.DNSName(certname)]
+        alt_names: list[x509.GeneralName] = []
         copied: list[x509.Extension] = []
         for ext in requested:
             if ext.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
-                alt_names += [n for n in ext.value if n not in alt_names]
+                alt_names += list(ext.value)
             else:
                 copied.append(ext)  # a pp_* extension the policy allows
 
-        builder = (
+        builder = self._leaf(csr.public_key(), certname, alt_names, serial, now, ttl)
+        for ext in copied:
+            # Verbatim: same OID, same DER value, same criticality as requested.
+            builder = builder.add_extension(_verbatim(ext), critical=ext.critical)
+        return self._sign(builder)
+
+    def sign_server(
+        self,
+        public_key_pem: str | bytes,
+        *,
+        certname: str,
+        alt_names: Iterable[str],
+        serial: int,
+        now: datetime,
+        ttl: timedelta = timedelta(days=5 * 365),
+        cli_auth: bool = False,
+    ) -> str:
+        """The certificate a puppetserver (or another service) presents; returns its PEM.
+
+        Same profile as an agent certificate (puppetserver's own certificate has it too),
+        with SAN ``DNS:<certname>`` followed by ``alt_names`` (``["DNS:x", "IP:1.2.3.4"]``,
+        see :func:`parse_alt_names`). ``cli_auth`` adds ``pp_cli_auth`` = "true" (an
+        UTF8String, as puppetserver writes it), which Puppet's auth.conf grants CA
+        administration: only for certificates that need it.
+        """
+        check_certname(certname)
+        _check_serial(serial)
+        now = _utc(now, "now")
+        _positive(ttl, "ttl")
+        public_key = _server_public_key(public_key_pem)
+        builder = self._leaf(public_key, certname, parse_alt_names(alt_names), serial, now, ttl)
+        if cli_auth:
+            builder = builder.add_extension(
+                x509.UnrecognizedExtension(PP_CLI_AUTH, _utf8_string("true")), critical=False
+            )
+        return self._sign(builder)
+
+    def _leaf(
+        self,
+        public_key: CertificatePublicKeyTypes,
+        certname: str,
+        alt_names: list[x509.GeneralName],
+        serial: int,
+        now: datetime,
+        ttl: timedelta,
+    ) -> x509.CertificateBuilder:
+        """The Puppet profile of an end-entity certificate; SAN ``DNS:<certname>`` first."""
+        own_name = x509.DNSName(certname)
+        names = [own_name] + [n for i, n in enumerate(alt_names) if n != own_name and n not in alt_names[:i]]
+        return (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, certname)]))
             .issuer_name(self._cert.subject)
-            .public_key(csr.public_key())
+            .public_key(public_key)
             .serial_number(serial)
             .not_valid_before(now - BACKDATE)
             .not_valid_after(now + ttl)
             .add_extension(_puppet_comment(), critical=False)
             .add_extension(self._aki, critical=False)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False
-            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
@@ -199,11 +248,10 @@ class CaSigner:
             .add_extension(
                 _key_usage(digital_signature=True, key_encipherment=True), critical=True
             )
-            .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
         )
-        for ext in copied:
-            # Verbatim: same OID, same DER value, same criticality as requested.
-            builder = builder.add_extension(_verbatim(ext), critical=ext.critical)
+
+    def _sign(self, builder: x509.CertificateBuilder) -> str:
         cert = builder.sign(self._key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
@@ -250,6 +298,35 @@ def _puppet_comment() -> x509.UnrecognizedExtension:
     # nsComment is an IA5String; cryptography has no class for it, so encode the DER here.
     text = PUPPET_COMMENT.encode("ascii")  # 34 bytes: short-form DER length
     return x509.UnrecognizedExtension(NETSCAPE_COMMENT, b"\x16" + bytes([len(text)]) + text)
+
+
+def _utf8_string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > 127:
+        raise ValueError("only short-form DER lengths are encoded here")
+    return b"\x0c" + bytes([len(raw)]) + raw
+
+
+def _server_public_key(pem: str | bytes) -> CertificatePublicKeyTypes:
+    """A server's public key (SubjectPublicKeyInfo PEM), held to the same rules as agents' keys."""
+    data = _bytes(pem) if isinstance(pem, (str, bytes, bytearray)) else b""
+    if b"PRIVATE KEY" in data:
+        raise InvalidPublicKey("This is a private key; give the server's public key (PEM 'PUBLIC KEY')")
+    try:
+        key = serialization.load_pem_public_key(data.strip())
+    except Exception:
+        raise InvalidPublicKey("The server's public key is not a PEM public key ('PUBLIC KEY')") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
+            raise InvalidPublicKey(
+                f"The server's RSA key has {key.key_size} bits; {MIN_RSA_BITS} to {MAX_RSA_BITS} are allowed"
+            )
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ALLOWED_CURVES:
+        return key
+    raise InvalidPublicKey(
+        f"The server's key must be RSA ({MIN_RSA_BITS} bits or more) or EC ({', '.join(ALLOWED_CURVES)})"
+    )
 
 
 def _key_usage(**set_bits: bool) -> x509.KeyUsage:

@@ -10,6 +10,8 @@ PP_REGISTERED_ARC = "1.3.6.1.4.1.34380.1.1"  # pp_uuid, pp_role, ... (trusted fa
 PP_PRIVATE_ARC = "1.3.6.1.4.1.34380.1.2"  # site-defined trusted facts
 PP_AUTH_ARC = "1.3.6.1.4.1.34380.1.3"  # pp_cli_auth etc.: grants CA/API rights
 
+# pp_cli_auth: auth.conf's rules for certificate_status and clean want it to be "true".
+PP_CLI_AUTH = ObjectIdentifier(PP_AUTH_ARC + ".39")
 NETSCAPE_COMMENT = ObjectIdentifier("2.16.840.1.113730.1.13")
 PUPPET_COMMENT = "Puppet Server Internal Certificate"
 
