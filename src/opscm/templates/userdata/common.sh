@@ -28,14 +28,18 @@ die() { log "error: $*"; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }
 skip_install() { [ "$OPSCM_SKIP_INSTALL" = 1 ]; }
 
-# fetch URL FILE: curl, wget or python3, whichever the node has.
+# fetch URL FILE [CAFILE]: curl, wget or python3, whichever the node has; CAFILE, when given,
+# is the only CA trusted for an https URL.
 fetch() {
   if have curl; then
-    curl --fail --silent --show-error --location --retry 3 --output "$2" "$1"
+    curl --fail --silent --show-error --location --retry 3 ${3:+--cacert "$3"} --output "$2" "$1"
   elif have wget; then
-    wget --quiet --tries=3 --output-document="$2" "$1"
+    wget --quiet --tries=3 ${3:+--ca-certificate="$3"} --output-document="$2" "$1"
   elif have python3; then
-    python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$1" "$2"
+    python3 -c 'import ssl, sys, urllib.request
+context = ssl.create_default_context(cafile=sys.argv[3] if len(sys.argv) > 3 else None)
+with urllib.request.urlopen(sys.argv[1], context=context) as answer, open(sys.argv[2], "wb") as out:
+    out.write(answer.read())' "$@"
   else
     die "curl, wget or python3 is needed to download $1"
   fi

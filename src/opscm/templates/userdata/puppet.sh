@@ -148,7 +148,9 @@ main() {
     --query "Servers[0].EngineAttributes[?Name=='PUPPET_API_CA_CERT'].Value" --output text > "$ssldir/certs/ca.pem"
   crl_url="$(opsworks_cm describe-servers --server-name "$OPSCM_SERVER_NAME" \
     --query "Servers[0].EngineAttributes[?Name=='PUPPET_API_CRL_URL'].Value" --output text)"
-  fetch "$crl_url" "$ssldir/crl.pem.opscm"
+  # The CRL is published by opscm, or by the Puppet Server CA that backs this server (trusted
+  # through the CA certificate just installed).
+  fetch "$crl_url" "$ssldir/crl.pem.opscm" 2>/dev/null || fetch "$crl_url" "$ssldir/crl.pem.opscm" "$ssldir/certs/ca.pem"
   mv -f "$ssldir/crl.pem.opscm" "$ssldir/crl.pem"
   configure_puppet "$confdir" "$endpoint" "$certname" "$ssldir"
   log "installed certs/$certname.pem, certs/ca.pem and crl.pem in $ssldir; puppet server is $endpoint"
