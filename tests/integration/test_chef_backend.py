@@ -3,6 +3,7 @@ registers the node's key there, so the node's own signed requests are accepted; 
 DisassociateNode they are refused. opscm serves with ``--config`` naming the backend."""
 
 import contextlib
+import signal
 import time
 import uuid
 
@@ -243,3 +244,32 @@ def test_exported_user_data_makes_a_node_the_chef_server_accepts(chef_opscm, che
     with contextlib.suppress(Exception):
         chef_client.disassociate_node(ServerName=server, NodeName=node, EngineAttributes=_attributes())
     assert as_node.request("GET", "/nodes").status == 401
+
+
+def test_a_restart_in_the_middle_finishes_the_association(goiardi, tmp_path_factory):
+    """Killed while the backend was down: the next start takes the persisted job up again."""
+    first = _serve(goiardi, tmp_path_factory, "0")
+    client = first.client()
+    name, node = f"chefr-{uuid.uuid4().hex[:6]}", f"restart-{uuid.uuid4().hex[:6]}"
+    client.create_server(
+        **create_server_params(name, "ChefAutomate", EngineAttributes=[{"Name": "OPSCM_BACKEND", "Value": BACKEND}])
+    )
+    wait_for_status(client, name)
+    private_pem, public = _node_key()
+    with goiardi.stopped():
+        token = client.associate_node(ServerName=name, NodeName=node, EngineAttributes=_attributes(public))[
+            "NodeAssociationStatusToken"
+        ]
+        assert _status(client, name, token)["NodeAssociationStatus"] == "IN_PROGRESS"
+        first.stop(signal.SIGKILL)
+    again = start_server(first.data_dir, "--config", str(first.data_dir.parent / "opscm.toml"), "--health-interval", "0")
+    try:
+        client = again.client()
+        deadline = time.monotonic() + 60
+        while _status(client, name, token)["NodeAssociationStatus"] == "IN_PROGRESS":
+            assert time.monotonic() < deadline, "the restarted opscm finishes what the killed one began"
+            time.sleep(0.5)
+        assert _status(client, name, token)["NodeAssociationStatus"] == "SUCCESS"
+        assert _as_node(goiardi, node, private_pem).request("GET", "/nodes").status == 200
+    finally:
+        again.stop()
