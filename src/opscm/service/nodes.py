@@ -39,7 +39,7 @@ def disassociate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
 
 def describe_node_association_status(deps: Dependencies, caller: Caller, params: dict) -> dict:
     hashed = token_hash(params["NodeAssociationStatusToken"])
-    with deps.uow(read_only=True) as uow:
+    with deps.uow(read_only=True, lean=True) as uow:
         association = uow.associations.get(hashed)
     server = _cached_server(deps, caller, params["ServerName"])
     if association is not None and association.server_id != server.id:
@@ -100,7 +100,7 @@ def _record_refusal(deps: Dependencies, server: Server, operation: str, node_nam
 
 
 def _holder(deps: Dependencies, server: Server, node_name: str) -> NodeClaim | None:
-    with deps.uow(read_only=True) as uow:
+    with deps.uow(read_only=True, lean=True) as uow:
         return uow.nodes.get(server.id, node_name)
 
 
@@ -119,7 +119,7 @@ def _change_locally(
         prepared = engine.prepare_change(server, change, holder)
         now = deps.clock.now()
         try:
-            with deps.uow() as uow:
+            with deps.uow(lean=True) as uow:
                 check_current(uow, server)
                 # The name first: a concurrent change of it waits here, or finds it taken.
                 claim = NodeClaim(server.id, name, NodeState.ASSOCIATED, hashed, prepared.ref, now)

@@ -168,7 +168,9 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, read_only: bool = False) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False, lean: bool = False) -> UnitOfWork:
+        """``lean``: the association hot path's transactions, on the few repository methods it
+        needs (servers.current, nodes, associations, the engines' node writes), at a tenth of the cost."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,11 +1,82 @@
-"""What every SQL repository shares: the unit of work's connection."""
+"""What every SQL repository shares: the transaction's connection, as SQLAlchemy Core and as
+plain SQL on the same DBAPI connection.
+
+The few statements of the association hot path are plain SQL: SQLAlchemy Core costs ~60 µs a
+statement where the DBAPI cursor costs ~5 µs. Everything else stays on Core.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from datetime import datetime, timezone
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, select
 
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class Sql:
+    """Plain SQL on one transaction's DBAPI connection. Statements use ``:name`` parameters in
+    every dialect; values of the schema's types are converted as SQLAlchemy stores them."""
+
+    def __init__(self, dbapi_connection, dialect: str):
+        self._connection = dbapi_connection
+        self.dialect = dialect
+        self.sqlite = dialect == "sqlite"
+        # Row locks that keep a read value until the transaction ends (SQLite's write lock does).
+        self.for_share = "" if self.sqlite else " FOR SHARE"
+
+    def execute(self, statement: str, params: dict | None = None):
+        cursor = self._connection.cursor()
+        cursor.execute(statement if self.sqlite else _pyformat(statement), params or {})
+        return cursor
+
+    def first(self, statement: str, params: dict | None = None):
+        return self.execute(statement, params).fetchone()
+
+    def time(self, moment: datetime | None):
+        """A value for a ``UtcDateTime`` column."""
+        if moment is None:
+            return None
+        moment = moment.astimezone(timezone.utc)
+        # SQLAlchemy's SQLite DATETIME storage format, so Core reads what this wrote.
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else moment
+
+    @staticmethod
+    def read_time(value) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    @staticmethod
+    def json(value) -> str:
+        """A value for a ``JSON`` column (PostgreSQL takes the text for its json type)."""
+        return json.dumps(value)
+
+    @staticmethod
+    def read_json(value):
+        return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+@functools.lru_cache(maxsize=256)
+def _pyformat(statement: str) -> str:
+    """``:name`` -> ``%(name)s`` for psycopg; a literal ``%`` doubled."""
+    return _NAMED.sub(r"%(\1)s", statement.replace("%", "%%"))
+
+
+def sql_of(connection: Connection) -> Sql:
+    return Sql(connection.connection.dbapi_connection, connection.dialect.name)
+
 
 class Repository:
-    def __init__(self, connection: Connection):
+    def __init__(self, connection: Connection | None, sql: Sql | None = None):
+        # Core is None in a lean unit of work: only plain-SQL methods may run there.
         self._db = connection
+        self._sql = sql if sql is not None else sql_of(connection)
 
     def _delete_some(self, table: Table, key, condition: ColumnElement[bool], limit: int) -> int:
         """Delete at most ``limit`` rows matching ``condition``: pruning in short transactions."""

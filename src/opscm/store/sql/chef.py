@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 
 from opscm.engines.ports import ChefClient
 
@@ -15,19 +15,20 @@ from .base import Repository
 
 class SqlChefClients(Repository):
     def put(self, server_id: str, organization: str, name: str, public_key_pem: str, now: datetime) -> None:
-        c = t.chef_clients.c
         # The node claim already owns the name: an existing row is this name's old key.
-        changed = self._db.execute(
-            update(t.chef_clients)
-            .where(c.server_id == server_id, c.organization == organization, c.name == name)
-            .values(public_key_pem=public_key_pem, created_at=now)
+        self._sql.execute(
+            "INSERT INTO chef_clients (server_id, organization, name, public_key_pem, created_at) "
+            "VALUES (:server_id, :organization, :name, :public_key_pem, :created_at) "
+            "ON CONFLICT (server_id, organization, name) DO UPDATE "
+            "SET public_key_pem = excluded.public_key_pem, created_at = excluded.created_at",
+            {
+                "server_id": server_id,
+                "organization": organization,
+                "name": name,
+                "public_key_pem": public_key_pem,
+                "created_at": self._sql.time(now),
+            },
         )
-        if changed.rowcount == 0:
-            self._db.execute(
-                insert(t.chef_clients).values(
-                    server_id=server_id, organization=organization, name=name, public_key_pem=public_key_pem, created_at=now
-                )
-            )
 
     def list(self, server_id: str) -> list[ChefClient]:
         c = t.chef_clients.c
@@ -39,11 +40,11 @@ class SqlChefClients(Repository):
         return [ChefClient(*row) for row in rows]
 
     def delete(self, server_id: str, organization: str, name: str) -> bool:
-        c = t.chef_clients.c
-        result = self._db.execute(
-            delete(t.chef_clients).where(c.server_id == server_id, c.organization == organization, c.name == name)
+        cursor = self._sql.execute(
+            "DELETE FROM chef_clients WHERE server_id = :server_id AND organization = :organization AND name = :name",
+            {"server_id": server_id, "organization": organization, "name": name},
         )
-        return result.rowcount > 0
+        return cursor.rowcount > 0
 
     def replace_all(self, server_id: str, clients) -> None:
         self._db.execute(delete(t.chef_clients).where(t.chef_clients.c.server_id == server_id))

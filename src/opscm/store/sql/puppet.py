@@ -64,28 +64,33 @@ class SqlPuppetCas(Repository):
         return RevocationState(number, tuple((row.serial, row.revoked_at) for row in revoked))
 
     def publish_crl(self, server_id: str, *, expected_number: int, number: int, crl_pem: str) -> bool:
-        c = t.puppet_cas.c
-        result = self._db.execute(
-            update(t.puppet_cas)
-            .where(c.server_id == server_id, c.crl_number == expected_number)
-            .values(crl_number=number, crl_pem=crl_pem)
+        cursor = self._sql.execute(
+            "UPDATE puppet_cas SET crl_number = :number, crl_pem = :crl_pem "
+            "WHERE server_id = :server_id AND crl_number = :expected",
+            {"number": number, "crl_pem": crl_pem, "server_id": server_id, "expected": expected_number},
         )
-        return result.rowcount == 1
+        return cursor.rowcount == 1
 
     def add_certificate(self, server_id: str, serial: int, certname: str, cert_pem: str, not_after: datetime) -> None:
-        self._db.execute(
-            insert(t.puppet_certificates).values(
-                server_id=server_id, serial=serial, certname=certname, cert_pem=cert_pem, not_after=not_after
-            )
+        self._sql.execute(
+            "INSERT INTO puppet_certificates (server_id, serial, certname, cert_pem, not_after) "
+            "VALUES (:server_id, :serial, :certname, :cert_pem, :not_after)",
+            {
+                "server_id": server_id,
+                "serial": serial,
+                "certname": certname,
+                "cert_pem": cert_pem,
+                "not_after": self._sql.time(not_after),
+            },
         )
 
     def revoke(self, server_id: str, serials: Sequence[int], at: datetime) -> None:
-        c = t.puppet_certificates.c
-        self._db.execute(
-            update(t.puppet_certificates)
-            .where(c.server_id == server_id, c.serial.in_(list(serials)), c.revoked_at.is_(None))
-            .values(revoked_at=at)
-        )
+        for serial in serials:
+            self._sql.execute(
+                "UPDATE puppet_certificates SET revoked_at = :at "
+                "WHERE server_id = :server_id AND serial = :serial AND revoked_at IS NULL",
+                {"at": self._sql.time(at), "server_id": server_id, "serial": serial},
+            )
 
     def certificate_pem(self, server_id: str, certname: str) -> str | None:
         c = t.puppet_certificates.c

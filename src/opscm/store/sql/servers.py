@@ -47,9 +47,8 @@ class SqlServers(Repository):
     def current(self, server_id: str) -> tuple[ServerStatus, int] | None:
         """Status and revision, locked against changes until the transaction ends (PostgreSQL:
         FOR SHARE, so associations do not wait on each other; SQLite: the write lock)."""
-        c = t.servers.c
-        row = self._db.execute(select(c.status, c.revision).where(c.id == server_id).with_for_update(read=True)).first()
-        return (ServerStatus(row.status), row.revision) if row else None
+        row = self._sql.first(f"SELECT status, revision FROM servers WHERE id = :id{self._sql.for_share}", {"id": server_id})
+        return (ServerStatus(row[0]), row[1]) if row else None
 
     def delete(self, server_id: str) -> None:
         self._db.execute(delete(t.servers).where(t.servers.c.id == server_id))
