@@ -16,6 +16,7 @@ query-string authentication: botocore never presigns this API).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -123,12 +124,23 @@ def check_region(region: str, regions: Collection[str]) -> None:
         raise _invalid(f"Credential should be scoped to a valid region, not '{region[:64]}'. ")
 
 
+_BASIC_TIME = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
+def _basic_time(text: str) -> datetime:
+    """``YYYYMMDDTHHMMSSZ`` (what strptime does with _AMZ_DATE, at a tenth of its cost)."""
+    match = _BASIC_TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(text)
+    return datetime(*map(int, match.groups()), tzinfo=UTC)
+
+
 def _request_time(request: HttpRequest) -> tuple[str, datetime]:
     """The ISO 8601 basic request time that was signed, and its value."""
     amz_date = request.headers.get("x-amz-date", "").strip()
     if amz_date:
         try:
-            moment = datetime.strptime(amz_date, _AMZ_DATE).replace(tzinfo=UTC)
+            moment = _basic_time(amz_date)
         except ValueError:
             raise _incomplete(
                 f"Date must be in ISO-8601 'basic format'. Got '{amz_date[:64]}'. See http://en.wikipedia.org/wiki/ISO_8601"
@@ -222,10 +234,17 @@ def _hmac(key: bytes, message: str) -> bytes:
 
 def signature(secret_access_key: str, auth: SigV4Authorization, amz_date: str, canonical: str) -> str:
     string_to_sign = "\n".join([ALGORITHM, amz_date, auth.scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
-    key = _hmac(("AWS4" + secret_access_key).encode("utf-8"), auth.date)
-    for part in (auth.region, auth.service, TERMINATOR):
-        key = _hmac(key, part)
+    key = _signing_key(secret_access_key, auth.date, auth.region, auth.service)
     return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _signing_key(secret_access_key: str, date: str, region: str, service: str) -> bytes:
+    """The day's signing key of a secret (the same for every request of that day and scope)."""
+    key = _hmac(("AWS4" + secret_access_key).encode("utf-8"), date)
+    for part in (region, service, TERMINATOR):
+        key = _hmac(key, part)
+    return key
 
 
 def verify_signature(

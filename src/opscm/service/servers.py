@@ -111,7 +111,7 @@ def _check_room(deps: Dependencies, uow: UnitOfWork, caller: Caller, name: str) 
 
 
 def describe_servers(deps: Dependencies, caller: Caller, params: dict) -> dict:
-    with deps.uow(read_only=True) as uow:
+    with deps.uow(read_only=True, lean=True) as uow:
         if params.get("ServerName"):
             servers = [require_server(uow, caller, params["ServerName"])]
         else:

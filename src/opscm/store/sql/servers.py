@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import delete, insert, update
 
 from opscm.domain.nodes import NodeNamePolicy
 from opscm.domain.servers import EngineChoice, Server, ServerStatus
@@ -11,31 +11,34 @@ from .. import schema as t
 from .base import Repository
 
 
+_NAMES = tuple(column.name for column in t.servers.columns)
+_COLUMNS = ", ".join(_NAMES)
+_TIMES = ("created_at", "last_automated_backup_at", "last_maintenance_at")
+
+
 class SqlServers(Repository):
     def add(self, server: Server) -> None:
         self._db.execute(insert(t.servers).values(**_server_row(server)))
 
+    # Reads are plain SQL: DescribeServers and the server cache are on the hot path.
     def get(self, account_id: str, region: str, name: str) -> Server | None:
-        c = t.servers.c
-        return self._one(and_(c.account_id == account_id, c.region == region, c.name == name))
+        return self._one("account_id = :account_id AND region = :region AND name = :name", account_id=account_id, region=region, name=name)
 
     def get_by_id(self, server_id: str) -> Server | None:
-        return self._one(t.servers.c.id == server_id)
+        return self._one("id = :id", id=server_id)
 
     def list(self, account_id: str, region: str) -> list[Server]:
-        c = t.servers.c
-        rows = self._db.execute(
-            select(t.servers).where(c.account_id == account_id, c.region == region).order_by(c.created_at, c.name)
-        )
-        return [_server(row) for row in rows.mappings()]
+        return self._many("WHERE account_id = :account_id AND region = :region", account_id=account_id, region=region)
 
     def list_all(self) -> list[Server]:
-        rows = self._db.execute(select(t.servers).order_by(t.servers.c.created_at))
-        return [_server(row) for row in rows.mappings()]
+        return self._many("")
 
     def count(self, account_id: str, region: str) -> int:
-        c = t.servers.c
-        return self._db.scalar(select(func.count()).where(c.account_id == account_id, c.region == region))
+        row = self._sql.first(
+            "SELECT count(*) FROM servers WHERE account_id = :account_id AND region = :region",
+            {"account_id": account_id, "region": region},
+        )
+        return row[0]
 
     def save(self, server: Server) -> None:
         c = t.servers.c
@@ -53,9 +56,21 @@ class SqlServers(Repository):
     def delete(self, server_id: str) -> None:
         self._db.execute(delete(t.servers).where(t.servers.c.id == server_id))
 
-    def _one(self, condition) -> Server | None:
-        row = self._db.execute(select(t.servers).where(condition)).mappings().first()
-        return _server(row) if row else None
+    def _one(self, condition: str, **params) -> Server | None:
+        row = self._sql.first(f"SELECT {_COLUMNS} FROM servers WHERE {condition}", params)
+        return self._server(row) if row else None
+
+    def _many(self, where: str, **params) -> list[Server]:
+        rows = self._sql.execute(f"SELECT {_COLUMNS} FROM servers {where} ORDER BY created_at, name", params)
+        return [self._server(row) for row in rows]
+
+    def _server(self, row) -> Server:
+        values = dict(zip(_NAMES, row))
+        for name in _TIMES:
+            values[name] = self._sql.read_time(values[name])
+        for name in ("settings", "engine_data"):
+            values[name] = self._sql.read_json(values[name])
+        return _server(values)
 
 
 def _server_row(server: Server) -> dict:

@@ -1,0 +1,98 @@
+"""The in-process mock's cost per call, over the floor of any before-send-hook mock.
+
+The floor: a before-send hook that returns a fixed answer (botocore still builds, signs and
+parses the request and the answer). The mock's figure is what it adds on top, for
+describe_servers and for a Chef associate_node, measured in one run (interleaved rounds).
+
+    .venv/bin/python benchmarks/mock_overhead.py [--calls 2000] [--rounds 5]
+
+A script, not a test: it prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import boto3  # noqa: E402
+from botocore.awsrequest import AWSResponse  # noqa: E402
+
+from opscm.mock import OpsWorksCMMock  # noqa: E402
+from tests.support.requests import create_server_params, public_pem, rsa_key  # noqa: E402
+
+DESCRIBE = b'{"Servers":[{"ServerName":"bench","Engine":"ChefAutomate","Status":"HEALTHY"}]}'
+ASSOCIATE = b'{"NodeAssociationStatusToken":"dG9rZW4="}'
+
+
+class _Body:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def stream(self, **_kwargs):
+        yield self.data
+
+
+def _client():
+    return boto3.client("opsworkscm", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def _fixed(body: bytes):
+    def answer(request, **_kwargs):
+        return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.1"}, _Body(body))
+
+    return answer
+
+
+def _per_call(call, count: int) -> float:
+    started = time.perf_counter()
+    for i in range(count):
+        call(i)
+    return (time.perf_counter() - started) / count * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    keys = [public_pem(rsa_key()) for _ in range(8)]
+    chef = lambda i: [  # noqa: E731
+        {"Name": "CHEF_ORGANIZATION", "Value": "default"},
+        {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": keys[i % len(keys)]},
+    ]
+    floor_describe, floor_associate = _client(), _client()
+    floor_describe.meta.events.register("before-send.opsworkscm", _fixed(DESCRIBE))
+    floor_associate.meta.events.register("before-send.opsworkscm", _fixed(ASSOCIATE))
+    figures: dict[str, list[float]] = {k: [] for k in ("floor describe", "mock describe", "floor associate", "mock associate")}
+    with OpsWorksCMMock() as mock:
+        client = _client()
+        mock.attach(client)
+        client.create_server(**create_server_params("bench", "ChefAutomate"))
+        mock.wait_for_jobs()
+        node = iter(range(10**9))
+        for _ in range(args.rounds):
+            figures["floor describe"].append(_per_call(lambda i: floor_describe.describe_servers(), args.calls))
+            figures["mock describe"].append(_per_call(lambda i: client.describe_servers(), args.calls))
+            figures["floor associate"].append(
+                _per_call(lambda i: floor_associate.associate_node(ServerName="bench", NodeName="n", EngineAttributes=chef(i)), args.calls)
+            )
+            figures["mock associate"].append(
+                _per_call(
+                    lambda i: client.associate_node(ServerName="bench", NodeName=f"n{next(node)}", EngineAttributes=chef(i)),
+                    args.calls,
+                )
+            )
+    median = {name: statistics.median(values) for name, values in figures.items()}
+    print(f"# {args.rounds} interleaved rounds of {args.calls} calls; medians in ms per call")
+    for operation in ("describe", "associate"):
+        floor, mocked = median[f"floor {operation}"], median[f"mock {operation}"]
+        print(f"{operation:10} floor (fixed answer) {floor:.3f}  mock {mocked:.3f}  mock adds {mocked - floor:.3f}")
+
+
+if __name__ == "__main__":
+    main()
