@@ -54,6 +54,7 @@ class Dependencies:
     # The operator's backends by name (the configuration file), each an engine of its own.
     backends: Mapping[str, Engine] = dataclasses.field(default_factory=dict)
     server_cache: ServerCache | None = None
+    api_ca_pem: str | None = None  # opscm's self-signed API certificate, pinned by user data
 
     def engine_for_new(self, server: Server) -> Engine:
         """The engine a new server asks for (its OPSCM_BACKEND), checked against the configuration."""
