@@ -95,50 +95,58 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from .app import tls
     from .app.config import Config, ConfigError, load_config
     from .app.data_dir import DataDirError, prepare_data_dir
-    from .app.tls import TlsError
+    from .app.serving import make_listener
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at each start
     if bool(args.tls_cert) != bool(args.tls_key):
         print("opscm: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
+    # Everything that can be wrong with the command line is found before the store is opened.
     try:
         config = load_config(args.config) if args.config else Config()
         for warning in config.warnings:
             print(f"opscm: warning: {warning}", file=sys.stderr)
         prepare_data_dir(args.data_dir)
-        return _start_serving(args, config)
-    except (ConfigError, DataDirError, TlsError) as error:
+        host = _url_host(args.host)
+        endpoint_host = args.endpoint_host or host
+        if args.tls_self_signed:
+            names = [args.host, host, endpoint_host, "localhost", "127.0.0.1"]
+            tls_files = tls.self_signed(args.data_dir, names)
+        elif args.tls_cert:
+            tls_files = tls.operator_files(args.tls_cert, args.tls_key)
+        else:
+            tls_files = None
+    except (ConfigError, DataDirError, tls.TlsError) as error:
         print(f"opscm: {error}", file=sys.stderr)
+        return 1
+    try:
+        listener = make_listener(args.host, args.port)
+    except OSError as error:
+        print(f"opscm: cannot listen on {args.host}:{args.port}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
+        return 1
+    url = f"{'https' if tls_files else 'http'}://{host}:{listener.getsockname()[1]}"
+    try:
+        return _start_serving(args, config, listener, url, endpoint_host, tls_files)
     except SQLAlchemyError as error:
         # The driver's first line says what is wrong (never SQL parameters: they are hidden).
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         print(f"opscm: cannot open the database: {reason}", file=sys.stderr)
     except OSError as error:
         where = f" {error.filename}" if error.filename else ""
-        print(f"opscm: cannot start:{where}: {error.strerror or error}", file=sys.stderr)
+        print(f"opscm: cannot start:{where}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
     return 1
 
 
-def _start_serving(args: argparse.Namespace, config) -> int:
-    from .app import tls
+def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoint_host: str, tls_files) -> int:
     from .app.composition import Application, Settings
-    from .app.serving import HttpOptions, Supervisor, make_listener, run_worker
+    from .app.serving import HttpOptions, Supervisor, run_worker
     from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
 
     data_dir: Path = args.data_dir
-    listener = make_listener(args.host, args.port)
-    port = listener.getsockname()[1]
-    host = _url_host(args.host)
-    endpoint_host = args.endpoint_host or host
-    if args.tls_self_signed:
-        tls_files = tls.self_signed(data_dir, [args.host, host, endpoint_host, "localhost", "127.0.0.1"])
-    elif args.tls_cert:
-        tls_files = tls.operator_files(args.tls_cert, args.tls_key)
-    else:
-        tls_files = None
-    url = f"{'https' if tls_files else 'http'}://{host}:{port}"
     throttled = args.throttle or args.throttle_rate is not None or args.throttle_burst is not None
     settings = Settings(
         data_dir=data_dir,
@@ -179,9 +187,9 @@ def _start_serving(args: argparse.Namespace, config) -> int:
     )
 
     def ready() -> None:
-        print(f"opscm: serving on {url} (credentials: {credentials})", flush=True)
         if tls_files and tls_files.self_signed:
             print(f"opscm: self-signed TLS certificate: {tls_files.cert.resolve()} (AWS_CA_BUNDLE)", flush=True)
+        print(f"opscm: serving on {url} (credentials: {credentials})", flush=True)
 
     supervisor = Supervisor(args.workers, lambda _index, on_ready: run_worker(settings, options, listener, on_ready))
     return supervisor.run(ready)

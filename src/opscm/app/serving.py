@@ -35,6 +35,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOP_GRACE_SECONDS = 30.0
 # A worker that dies sooner than this after its start is restarted after this long (no hot loop).
 RESTART_DELAY_SECONDS = 1.0
+# asyncio waits up to 30 s for a TLS client's close_notify; an idle HTTP client never sends it.
+TLS_CLOSE_GRACE_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,8 @@ class OpscmHttpProtocol(H11Protocol):
     def connection_made(self, transport):  # type: ignore[override]
         set_nodelay(transport)
         self._head_deadline: asyncio.TimerHandle | None = None
+        if transport.get_extra_info("sslcontext") is not None:
+            transport = _TlsTransport(transport, self.loop)
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -102,6 +106,22 @@ class OpscmHttpProtocol(H11Protocol):
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
+
+
+class _TlsTransport:
+    """A TLS transport whose close() sends close_notify and then does not wait long for the
+    client's: a closed connection (keep-alive timeout, shutdown) is gone within a second."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+
+    def close(self) -> None:
+        self._transport.close()
+        self._loop.call_later(TLS_CLOSE_GRACE_SECONDS, self._transport.abort)
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
 
 
 def protocol_class(options: HttpOptions) -> type[OpscmHttpProtocol]:

@@ -54,8 +54,24 @@ class TlsFiles:
 
 
 def operator_files(cert: Path, key: Path) -> TlsFiles:
+    """The operator's pair, checked at start (before any worker forks) with a message that says
+    which file is wrong."""
+    try:
+        certificates = x509.load_pem_x509_certificates(Path(cert).read_bytes())
+    except OSError as error:
+        raise TlsError(f"cannot read the TLS certificate {cert}: {(error.strerror or str(error)).lower()}") from None
+    except ValueError:
+        raise TlsError(f"the TLS certificate {cert} is not a PEM certificate") from None
+    try:
+        private_key = serialization.load_pem_private_key(Path(key).read_bytes(), None)
+    except OSError as error:
+        raise TlsError(f"cannot read the TLS key {key}: {(error.strerror or str(error)).lower()}") from None
+    except (ValueError, TypeError):
+        raise TlsError(f"the TLS key {key} is not an unencrypted PEM private key") from None
+    if private_key.public_key().public_bytes(*_SPKI) != certificates[0].public_key().public_bytes(*_SPKI):
+        raise TlsError(f"the TLS key {key} is not the key of the certificate {cert}")
     files = TlsFiles(Path(cert), Path(key), self_signed=False)
-    files.server_context()  # refuse a bad pair at start, before any worker forks
+    files.server_context()
     return files
 
 
@@ -69,10 +85,13 @@ def self_signed(data_dir: Path, names: Iterable[str], now: datetime.datetime | N
     if cert_path.exists() and key_path.exists() and _still_good(cert_path, wanted, now):
         return files
     key = ec.generate_private_key(ec.SECP256R1())
-    replace_private_file(key_path, key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
-    cert_path.write_bytes(_certificate(key, wanted, now).public_bytes(serialization.Encoding.PEM))
+    try:
+        replace_private_file(key_path, key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ))
+        cert_path.write_bytes(_certificate(key, wanted, now).public_bytes(serialization.Encoding.PEM))
+    except OSError as error:
+        raise TlsError(f"cannot write the self-signed TLS certificate in {data_dir}: {(error.strerror or str(error)).lower()}") from None
     return files
 
 
