@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from opscm.app.serving import HttpOptions, ServingServer, make_listener, uvicorn_config
+from opscm.app.serving import make_listener
+from tests.support.asgi_server import ThreadServer
 from tests.support.requirements import require
 from tests.support.server import start_server
 
@@ -24,30 +25,11 @@ async def _hello(scope, receive, send):
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-class _InProcess:
-    """opscm's uvicorn configuration on a listener of the test's choosing, in a thread."""
-
-    def __init__(self, listener: socket.socket, options: HttpOptions = HttpOptions()):
-        ready = threading.Event()
-        self.server = ServingServer(uvicorn_config(_hello, options), on_ready=ready.set)
-        self.port = listener.getsockname()[1]
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]}, daemon=True)
-        self._thread.start()
-        assert ready.wait(10)
-
-    def accepted_sockets(self):
-        return [protocol.transport.get_extra_info("socket") for protocol in self.server.server_state.connections]
-
-    def stop(self):
-        self.server.should_exit = True
-        self._thread.join(10)
-
-
 def test_every_accepted_socket_gets_tcp_nodelay():
     # A listener made by hand, without the option: the protocol must set it on each connection.
     listener = socket.create_server(("127.0.0.1", 0))
     assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
-    served = _InProcess(listener)
+    served = ThreadServer(_hello, listener)
     clients = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=5) for _ in range(3)]
     try:
         for client in clients:
