@@ -96,3 +96,10 @@ def test_an_unreachable_database_is_one_line(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("opscm: cannot open the database: "), result.stderr
+
+
+def test_workers_end_with_their_supervisor(tmp_path):
+    server = start_server(tmp_path, "--ca-key-bits", "2048", "--workers", "2")
+    workers = _workers(server)
+    server.stop(signal.SIGKILL)  # no chance to stop them: the kernel tells them (PR_SET_PDEATHSIG)
+    _wait_for(lambda: not [pid for pid in workers if _alive(pid)], 10, "the workers' end")

@@ -11,6 +11,7 @@ worker that dies, and stops them all on SIGTERM / SIGINT.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import logging
 import os
@@ -219,10 +220,12 @@ class Supervisor:
         self._stopping = True
 
     def _spawn(self, index: int) -> None:
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             status = 1
             try:
+                _follow_the_parent(supervisor)
                 for stop_signal in STOP_SIGNALS:
                     signal.signal(stop_signal, signal.SIG_DFL)
                 status = self._work(index, lambda: os.write(self._ready_write, b"r"))
@@ -267,6 +270,25 @@ class Supervisor:
             _signal(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         self._workers.clear()
+
+
+def _follow_the_parent(supervisor: int) -> None:
+    """In a new worker: stop only when the supervisor says so, and when it dies.
+
+    A group of its own keeps a terminal's Ctrl-C for the supervisor (which then stops every
+    worker, none restarted by mistake); PR_SET_PDEATHSIG ends a worker whose supervisor was killed
+    (Linux; elsewhere orphans serve on until stopped)."""
+    os.setpgid(0, 0)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _signal(pid: int, sig: int) -> None:
