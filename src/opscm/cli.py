@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 from datetime import timedelta
@@ -63,6 +62,33 @@ def main(argv: list[str] | None = None) -> int:
         "--event-retention-days", type=_positive(float), default=90.0, help="days events are kept (default 90)"
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    tls = serve.add_mutually_exclusive_group()
+    tls.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM; with --tls-key)")
+    tls.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="serve HTTPS with a self-signed certificate made once in the data dir (tls-cert.pem)",
+    )
+    serve.add_argument("--tls-key", type=Path, help="the private key of --tls-cert (PEM)")
+    serve.add_argument(
+        "--workers", type=_positive(int), default=_cpu_count(), help="worker processes (default: the number of CPUs)"
+    )
+    serve.add_argument(
+        "--max-connections", type=_positive(int), default=1000, help="connections per worker; more get 503 (default 1000)"
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=_positive(float),
+        default=30.0,
+        help="seconds a request's head, then its body, may take to arrive (default 30)",
+    )
+    serve.add_argument(
+        "--body-buffer-mib",
+        type=_positive(int),
+        default=32,
+        help="MiB of request bodies a worker holds at once; more get 503 (default 32)",
+    )
+    serve.add_argument("--keep-alive", type=_positive(float), default=5.0, help="seconds an idle connection is kept (default 5)")
     serve.set_defaults(run=_serve)
 
     setup = commands.add_parser("setup-aws-cli", help="install the opsworks-cm model for the aws CLI in ~/.aws/models")
@@ -77,32 +103,66 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from .app.composition import Application, Settings
-    from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
-
+    from .app import tls
     from .app.config import Config, ConfigError, load_config
-    from .service.retention import Retention
+    from .app.data_dir import DataDirError, prepare_data_dir
+    from .app.serving import make_listener
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at each start
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("opscm: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    # Everything that can be wrong with the command line is found before the store is opened.
     try:
         config = load_config(args.config) if args.config else Config()
-    except ConfigError as error:
+        for warning in config.warnings:
+            print(f"opscm: warning: {warning}", file=sys.stderr)
+        prepare_data_dir(args.data_dir)
+        host = _url_host(args.host)
+        endpoint_host = args.endpoint_host or host
+        if args.tls_self_signed:
+            names = [args.host, host, endpoint_host, "localhost", "127.0.0.1"]
+            tls_files = tls.self_signed(args.data_dir, names)
+        elif args.tls_cert:
+            tls_files = tls.operator_files(args.tls_cert, args.tls_key)
+        else:
+            tls_files = None
+    except (ConfigError, DataDirError, tls.TlsError) as error:
         print(f"opscm: {error}", file=sys.stderr)
         return 1
-    for warning in config.warnings:
-        print(f"opscm: warning: {warning}", file=sys.stderr)
+    try:
+        listener = make_listener(args.host, args.port)
+    except OSError as error:
+        print(f"opscm: cannot listen on {args.host}:{args.port}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
+        return 1
+    url = f"{'https' if tls_files else 'http'}://{host}:{listener.getsockname()[1]}"
+    try:
+        return _start_serving(args, config, listener, url, endpoint_host, tls_files)
+    except SQLAlchemyError as error:
+        # The driver's first line says what is wrong (never SQL parameters: they are hidden).
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        print(f"opscm: cannot open the database: {reason}", file=sys.stderr)
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        print(f"opscm: cannot start:{where}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
+    return 1
+
+
+def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoint_host: str, tls_files) -> int:
+    from .app.composition import Application, Settings
+    from .app.serving import HttpOptions, Supervisor, run_worker
+    from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
+    from .service.retention import Retention
+
     data_dir: Path = args.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    listener = socket.create_server((args.host, args.port), reuse_port=False)
-    port = listener.getsockname()[1]
-    url = f"http://{_url_host(args.host)}:{port}"
     throttled = args.throttle or args.throttle_rate is not None or args.throttle_burst is not None
     settings = Settings(
         data_dir=data_dir,
         database_url=args.database_url or os.environ.get("OPSCM_DATABASE_URL"),
-        endpoint_host=args.endpoint_host or _url_host(args.host),
+        endpoint_host=endpoint_host,
         public_url=args.public_url or url,
         api_url=args.api_url or args.public_url or url,
         ca_key_bits=args.ca_key_bits,
@@ -116,30 +176,39 @@ def _serve(args: argparse.Namespace) -> int:
         remote_retry_seconds=args.backend_retry_seconds,
         retention=Retention(tokens=timedelta(days=args.token_retention_days), events=timedelta(days=args.event_retention_days)),
         regions=args.regions or OPSWORKS_CM_REGIONS,
+        api_ca_pem=tls_files.ca_pem() if tls_files else None,
+        body_timeout=args.body_timeout,
+        body_buffer_bytes=args.body_buffer_mib * 1024 * 1024,
     )
+    # Schema, admin key and crash recovery once, before any worker exists.
     app = Application(settings)
-    created = app.ensure_admin_credentials()
+    try:
+        created = app.ensure_admin_credentials()
+        app.recover_interrupted_work()
+    finally:
+        app.close()
     credentials = (data_dir / "credentials").resolve()
     if created:
         print(f"opscm: admin credentials written to {credentials}", flush=True)
-    app.start()
+    options = HttpOptions(
+        max_connections=args.max_connections,
+        keep_alive=args.keep_alive,
+        header_timeout=args.body_timeout,
+        tls=tls_files,
+        log_level=args.log_level,
+    )
 
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None):
-            await super().startup(sockets)
-            if not self.should_exit:
-                print(f"opscm: serving on {url} (credentials: {credentials})", flush=True)
+    def ready() -> None:
+        if tls_files and tls_files.self_signed:
+            print(f"opscm: self-signed TLS certificate: {tls_files.cert.resolve()} (AWS_CA_BUNDLE)", flush=True)
+        print(f"opscm: serving on {url} (credentials: {credentials})", flush=True)
 
-    config = uvicorn.Config(app.asgi, log_level=args.log_level, lifespan="off", access_log=False)
-    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, to the handler found at start:
-    # a handler that ignores it turns a requested stop into a clean exit.
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, lambda *_: None)
-    try:
-        Server(config).run(sockets=[listener])
-    finally:
-        app.close()
-    return 0
+    supervisor = Supervisor(args.workers, lambda _index, on_ready: run_worker(settings, options, listener, on_ready))
+    return supervisor.run(ready)
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _positive(kind):

@@ -69,6 +69,7 @@ class OpsWorksCMMock:
             # No surprise backups or maintenance in a test suite: call mock.tick() to run the scheduler.
             schedule_interval=0,
             retention_interval=0,
+            durable=False,
             public_url="http://opscm.local",
         )
         self.app = Application(settings, clock)

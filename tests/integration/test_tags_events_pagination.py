@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.requests import create_server_params, make_csr
-from tests.support.server import wait_for_status
+from tests.support.server import wait_for_status, wait_until_gone
 
 
 def _error(call):
@@ -107,6 +107,7 @@ def test_events_newest_first_with_failures_and_paginated(client):
         assert [p["ServerEvents"][0]["Message"] for p in pages] == messages
     finally:
         client.delete_server(ServerName=name)
+    wait_until_gone(client, name)  # deletion is a job: the events go with the server
     assert _error(lambda: client.describe_events(ServerName=name))[0] == "ResourceNotFoundException"
 
 

@@ -21,7 +21,7 @@ from opscm.domain.regions import OPSWORKS_CM_REGIONS
 
 # The session server's regions: AWS's, and some that modules use to keep their counts apart.
 TEST_REGIONS = (*OPSWORKS_CM_REGIONS, "eu-north-1", "ca-central-1", "ap-south-1", "sa-east-1", "af-south-1")
-READY = re.compile(r"opscm: serving on (?P<url>http://\S+) \(credentials: (?P<credentials>.+)\)")
+READY = re.compile(r"opscm: serving on (?P<url>https?://\S+) \(credentials: (?P<credentials>.+)\)")
 # The request log: "<time> INFO opscm.requests: <request id> <operation>[ <error code>] <status> <ms>ms".
 REQUEST_LOGGED = re.compile(r"opscm\.requests: (?P<id>\S+) (?P<operation>\S+) (?:\S+ )?\d{3} [\d.]+ms$")
 
@@ -33,6 +33,11 @@ class RunningServer:
     data_dir: Path
     credentials_file: Path
     output: list[str]
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """The certificate clients trust (``--tls-self-signed``); None over plain HTTP."""
+        return str(self.data_dir / "tls-cert.pem") if self.url.startswith("https://") else None
 
     @property
     def access_key(self) -> tuple[str, str]:
@@ -48,6 +53,7 @@ class RunningServer:
             endpoint_url=self.url,
             aws_access_key_id=key_id,
             aws_secret_access_key=secret,
+            verify=self.ca_bundle,
             # botocore reads "max_attempts" here as retries; "total_max_attempts" counts the first try.
             config=Config(retries={"total_max_attempts": retries + 1, "mode": "standard"}),
         )
@@ -74,7 +80,10 @@ class RunningServer:
 
 
 def start_server(data_dir: Path, *args: str, timeout: float = 60) -> RunningServer:
-    command = [sys.executable, "-m", "opscm", "serve", "--port", "0", "--data-dir", str(data_dir), *args]
+    """``opscm serve`` on a free port; one worker unless *args* say otherwise (throttling
+    buckets and request counts of the tests are per process)."""
+    workers = () if "--workers" in args else ("--workers", "1")
+    command = [sys.executable, "-m", "opscm", "serve", "--port", "0", "--data-dir", str(data_dir), *workers, *args]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
     )

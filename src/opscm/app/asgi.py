@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import logging
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -18,9 +19,9 @@ from opscm.service.context import Dependencies
 from opscm.service.puppet_ca import ca_document
 
 from .pipeline import Pipeline
+from .request_body import BodyLimits, ClientGone
 
-# CustomCertificate alone may be 2 MiB; nothing in the model needs more than twice that.
-MAX_BODY_BYTES = 4 * 1024 * 1024
+log = logging.getLogger("opscm.http")
 # Each Puppet server's CA documents, in the form of Puppet's CA API v1, under its own prefix.
 CA_PATH = "/servers/{server_id}/puppet-ca/v1/{document}/{name}"
 # The aws CLI's opsworks-cm model (AWS removed the command): user data scripts install it from here.
@@ -31,22 +32,30 @@ def ca_api_prefix(base_url: str, server_id: str) -> str:
     return f"{base_url.rstrip('/')}/servers/{server_id}/puppet-ca/v1"
 
 
-def create_asgi_app(pipeline: Pipeline, deps: Dependencies) -> Starlette:
+def create_asgi_app(pipeline: Pipeline, deps: Dependencies, body_limits: BodyLimits | None = None) -> Starlette:
+    limits = body_limits or BodyLimits()
+
     async def api(request: Request) -> Response:
         try:
-            body = await _read_body(request)
+            async with limits.read(request) as body:
+                http_request = HttpRequest(
+                    method=request.method,
+                    # SigV4 signs the path and query as sent, still percent-encoded.
+                    path=(request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1"),
+                    query=request.scope.get("query_string", b"").decode("latin-1"),
+                    headers=joined_headers(request.headers.items()),  # every value of a repeated header
+                    body=body,
+                )
+                # Signing and SQL are blocking; keep the event loop free.
+                return _to_starlette(await run_in_threadpool(pipeline.handle, http_request))
         except ApiError as error:
-            return _to_starlette(pipeline.protocol.error_response(error, "-"))
-        http_request = HttpRequest(
-            method=request.method,
-            # SigV4 signs the path and query as sent, still percent-encoded.
-            path=(request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1"),
-            query=request.scope.get("query_string", b"").decode("latin-1"),
-            headers=joined_headers(request.headers.items()),  # every value of a repeated header
-            body=body,
-        )
-        # Signing and SQL are blocking; keep the event loop free.
-        return _to_starlette(await run_in_threadpool(pipeline.handle, http_request))
+            # The rest of the body may still be on its way: end the connection after the answer.
+            response = _to_starlette(pipeline.protocol.error_response(error, "-"))
+            response.headers["connection"] = "close"
+            return response
+        except ClientGone:
+            log.info("client %s went away before its request body arrived", _peer(request))
+            return Response(status_code=400)  # nobody reads it
 
     async def puppet_ca(request: Request) -> Response:
         params = request.path_params
@@ -79,21 +88,8 @@ def _cli_model_file(name: str) -> bytes:
     return gzip.decompress(data) if path.suffix == ".gz" else data
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large() -> ApiError:
-    return ApiError("SerializationException", f"The request body is larger than {MAX_BODY_BYTES} bytes.", 413)
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "-"
 
 
 def _to_starlette(response: HttpResponse) -> Response:

@@ -30,8 +30,10 @@ from .backends import remote_engines
 from .config import Backend
 from .credentials import KeyRing, ensure_admin
 from .job_runner import JobRunner, PeriodicTask
+from .leadership import Election, LeadershipLock
 from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
 from .secret_box import AesGcmBox, derive_key, load_master_key
+from .request_body import DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_TIMEOUT, BodyBudget, BodyLimits
 from .throttle import TokenBuckets
 
 
@@ -52,6 +54,8 @@ class Settings:
     throttle_rate: float | None = None  # requests a second per account; None: no throttling
     throttle_burst: int = 10
     regions: tuple[str, ...] = OPSWORKS_CM_REGIONS  # the regions requests may be scoped to
+    # False (the mock): commits do not wait for the disk.
+    durable: bool = True
     mock_account_id: str = "123456789012"
     mock_region: str = "us-east-1"
     # The operator's engine backends (``opscm serve --config``), by name.
@@ -61,13 +65,20 @@ class Settings:
     # Finished tokens, events and jobs are pruned this often (seconds; 0: never) after their retention.
     retention_interval: float = 3600.0
     retention: Retention = Retention()
+    # The certificate nodes must trust for the API when opscm serves it self-signed; None when
+    # a public CA signed it, or over plain HTTP (user data pins it).
+    api_ca_pem: str | None = None
+    # Request bodies over HTTP: the deadline for a whole body, and the bytes all bodies in
+    # progress may hold in one process.
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    body_buffer_bytes: int = DEFAULT_BODY_BUFFER_BYTES
 
 
 def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, bytes]:
     """The migrated database, its unit of work and the master key: what ``opscm serve`` and
     ``opscm credentials`` both open."""
     url = settings.database_url or (sqlite_url(settings.data_dir) if settings.data_dir else "sqlite://")
-    database = open_database(url)
+    database = open_database(url, durable=settings.durable)
     migrate(database)
     return database, SqlUnitOfWorkFactory(database), load_master_key(settings.data_dir)
 
@@ -118,6 +129,7 @@ class Application:
                 remote_retry_seconds=settings.remote_retry_seconds,
             ),
             api_url=settings.api_url or settings.public_url,
+            api_ca_pem=settings.api_ca_pem,
         )
         self.jobs.bind(self.deps)
         tasks = [
@@ -134,28 +146,50 @@ class Application:
             authenticate = TrustingAuthenticator(settings.mock_account_id, settings.mock_region, regions)
         throttle = TokenBuckets(settings.throttle_rate, settings.throttle_burst) if settings.throttle_rate else None
         self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle)
-        self.asgi = create_asgi_app(self.pipeline, self.deps)
+        body_limits = BodyLimits(settings.body_timeout, BodyBudget(settings.body_buffer_bytes))
+        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits)
+        self._election: Election | None = None
 
     def ensure_admin_credentials(self) -> Path | None:
         assert self.settings.data_dir is not None
         region = self.settings.regions[0]  # the profile's region must be one served
         return ensure_admin(self.deps.uow, self.secret_box, self.settings.data_dir, self.clock.now(), region)
 
-    def start(self) -> None:
+    def start(self, leadership: LeadershipLock | None = None) -> None:
+        """Start the background work (jobs, scheduler, health checks): at once when this
+        Application is alone on its store (the mock, tests), else whenever this process holds
+        ``leadership`` (``opscm serve``'s workers and replicas: one of them runs it)."""
+        if leadership is None:
+            self.recover_interrupted_work()
+            self._start_background()
+            return
+        self._election = Election(leadership, lead=self._start_background, follow=self._stop_background)
+        self._election.start()
+
+    def recover_interrupted_work(self) -> None:
+        """Call only while no other process uses the store (``opscm serve`` before its workers start)."""
         if self.database.dialect.name == "sqlite":
-            # One process per SQLite data dir: a lease still held, or an update still MODIFYING,
+            # One opscm per SQLite data dir: a lease still held, or an update still MODIFYING,
             # was left by a process now gone.
             self.jobs.release_leases()
             updates.recover_interrupted(self.deps)
+
+    def close(self) -> None:
+        if self._election is not None:
+            self._election.stop()
+        else:
+            self._stop_background()
+        self.database.dispose()
+
+    def _start_background(self) -> None:
         self.jobs.start()
         for task in self.periodic:
             task.start()
 
-    def close(self) -> None:
+    def _stop_background(self) -> None:
         for task in self.periodic:
             task.stop()
         self.jobs.stop()
-        self.database.dispose()
 
     def _ca_urls(self, server) -> dict[str, str]:
         prefix = ca_api_prefix(self.settings.public_url, server.id)

@@ -16,11 +16,14 @@ POLL_SECONDS = 1.0
 
 
 class JobRunner:
+    """Started and stopped as the process wins and loses the leadership: each start makes new threads."""
+
     def __init__(self, workers: int = 2):
         self._deps: Dependencies | None = None
+        self._workers = workers
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, name=f"opscm-jobs-{i}", daemon=True) for i in range(workers)]
+        self._threads: list[threading.Thread] = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -30,6 +33,10 @@ class JobRunner:
         self._deps = deps
 
     def start(self) -> None:
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"opscm-jobs-{i}", daemon=True) for i in range(self._workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -39,6 +46,7 @@ class JobRunner:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
+        self._threads = []
 
     def run_pending(self) -> int:
         """Run every claimable job now, in this thread; returns how many ran."""
@@ -80,22 +88,26 @@ class PeriodicTask:
     """Calls ``task`` every ``interval`` seconds in a daemon thread (the scheduler, health checks)."""
 
     def __init__(self, name: str, interval: float, task):
+        self._name = name
         self._interval = interval
         self._task = task
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
+        self._thread = None
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
                 self._task()
             except Exception:  # noqa: BLE001 - the next period tries again
-                log.exception("periodic task %s failed", self._thread.name)
+                log.exception("periodic task %s failed", self._name)

@@ -37,6 +37,7 @@ def starter_kit(target: Target, attributes: Mapping[str, str]) -> bytes:
         "ENDPOINT": target.endpoint,
         "API_URL": target.api_url,
         "CHEF_SERVER_URL": target.chef_url(),
+        "API_TLS_NOTE": _api_tls_note(target),
     }
     files: dict[str, tuple[str, int]] = {}
     if target.engine == "ChefAutomate":
@@ -60,6 +61,11 @@ def starter_kit(target: Target, attributes: Mapping[str, str]) -> bytes:
         )
         values["CA_URL"] = attributes.get(PUPPET_CA_URL, "(see DescribeServers)")
         values["CRL_URL"] = attributes.get(PUPPET_CRL_URL, "(see DescribeServers)")
+        values["CA_FINGERPRINT"] = (
+            f"`{target.puppet_ca_fingerprint}`"
+            if target.puppet_ca_fingerprint
+            else "not known yet (export the user data again once the server is HEALTHY)"
+        )
         if ca_cert:
             files["ca.pem"] = (ca_cert, 0o644)
         files["puppet.conf"] = (fill(template("starter_kit", "puppet.conf"), values), 0o644)
@@ -67,6 +73,18 @@ def starter_kit(target: Target, attributes: Mapping[str, str]) -> bytes:
     files["README.md"] = (fill(template("starter_kit", readme), values), 0o644)
     files["userdata.sh"] = (user_data_script(target), 0o755)
     return _zip(kit_folder(target), files)
+
+
+def _api_tls_note(target: Target) -> str:
+    if target.api_ca_fingerprint:
+        return (
+            f"opscm's API certificate is self-signed, SHA-256 fingerprint `{target.api_ca_fingerprint}`: "
+            "`userdata.sh` carries it and talks to no server that presents another one "
+            "(for your own aws CLI: `AWS_CA_BUNDLE=<that certificate>`)."
+        )
+    if target.api_url.startswith("https://"):
+        return "opscm's API certificate is checked against the node's system CA certificates."
+    return "opscm's API is served over plain HTTP: put it behind TLS (`opscm serve --tls-*`) outside a test network."
 
 
 def _zip(folder: str, files: Mapping[str, tuple[str, int]]) -> bytes:

@@ -17,6 +17,7 @@ from importlib import resources
 from .associations import CHEF_DEFAULT_ORGANIZATION
 from .engine_attributes import attribute_map
 from .errors import ValidationFailed
+from .fingerprints import certificate_fingerprints
 
 USERDATA = "Userdata"
 EXPORT_ATTRIBUTES = (USERDATA,)
@@ -54,6 +55,18 @@ class Target:
     api_url: str
     # A Chef backend's chef_server_url; None: opscm's own https://<endpoint>/organizations/<org>.
     chef_server_url: str | None = None
+    # The Puppet server's CA certificate (PUPPET_API_CA_CERT) when known: the script pins it.
+    puppet_ca_pem: str | None = None
+    # opscm's API certificate when it is self-signed: the script trusts it, and only it.
+    api_ca_pem: str | None = None
+
+    @property
+    def puppet_ca_fingerprint(self) -> str:
+        return certificate_fingerprints(self.puppet_ca_pem) if self.puppet_ca_pem else ""
+
+    @property
+    def api_ca_fingerprint(self) -> str:
+        return certificate_fingerprints(self.api_ca_pem) if self.api_ca_pem else ""
 
     def chef_url(self, organization: str = CHEF_DEFAULT_ORGANIZATION) -> str:
         return self.chef_server_url or f"https://{self.endpoint}/organizations/{organization}"
@@ -119,6 +132,7 @@ def user_data_script(target: Target, options: NodeOptions = NodeOptions()) -> st
         "REGION": target.region,
         "API_URL": target.api_url,
         "ENDPOINT": target.endpoint,
+        "API_CA_PEM": target.api_ca_pem or "",
     }
     if target.engine == "ChefAutomate":
         first_boot: dict[str, object] = {"run_list": list(options.run_list)}
@@ -133,7 +147,7 @@ def user_data_script(target: Target, options: NodeOptions = NodeOptions()) -> st
         )
         engine_part = "chef.sh"
     else:
-        values.update(PUPPET_ENVIRONMENT=options.puppet_environment)
+        values.update(PUPPET_ENVIRONMENT=options.puppet_environment, PUPPET_CA_FINGERPRINT=target.puppet_ca_fingerprint)
         engine_part = "puppet.sh"
     script = template("userdata", "common.sh") + template("userdata", engine_part)
     return fill(script, {name: shell_quote(value) for name, value in values.items()})

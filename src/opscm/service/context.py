@@ -56,6 +56,7 @@ class Dependencies:
     backends: Mapping[str, Engine] = dataclasses.field(default_factory=dict)
     server_cache: ServerCache | None = None
     retention: Retention = Retention()
+    api_ca_pem: str | None = None  # opscm's self-signed API certificate, pinned by user data
 
     def engine_for_new(self, server: Server) -> Engine:
         """The engine a new server asks for (its OPSCM_BACKEND), checked against the configuration."""

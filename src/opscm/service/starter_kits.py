@@ -6,13 +6,14 @@ import base64
 from collections.abc import Iterable, Mapping
 
 from opscm.domain.servers import Server
-from opscm.domain.starter_kits import kit_attribute_name, starter_kit
+from opscm.domain.starter_kits import PUPPET_CA_CERT, kit_attribute_name, starter_kit
 from opscm.domain.userdata import Target
 
 from .context import Dependencies
 
 
 def user_data_target(deps: Dependencies, server: Server) -> Target:
+    described = {a["Name"]: a["Value"] for a in deps.engine_for(server).describe(server)}
     return Target(
         engine=server.engine.engine,
         server_name=server.name,
@@ -20,6 +21,8 @@ def user_data_target(deps: Dependencies, server: Server) -> Target:
         endpoint=server.endpoint,
         api_url=deps.api_url,
         chef_server_url=server.engine_data.get("chef_server_url"),
+        puppet_ca_pem=described.get(PUPPET_CA_CERT),
+        api_ca_pem=deps.api_ca_pem,
     )
 
 

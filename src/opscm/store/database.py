@@ -17,13 +17,14 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir).resolve() / 'opscm.db'}"
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, *, durable: bool = True) -> Engine:
+    """``durable=False`` (the in-process mock): SQLite does not wait for the disk at each commit."""
     if url.startswith("sqlite"):
-        return _open_sqlite(url)
+        return _open_sqlite(url, durable)
     return create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)  # secrets never in logs
 
 
-def _open_sqlite(url: str) -> Engine:
+def _open_sqlite(url: str, durable: bool = True) -> Engine:
     in_memory = url in ("sqlite://", "sqlite:///:memory:")
     if not in_memory:
         # Owner-only from the first byte: it holds sealed secrets. SQLite gives -wal/-shm the same mode.
@@ -48,6 +49,8 @@ def _open_sqlite(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # FULL: a committed certificate or key survives a power cut; a test suite's mock needs not.
+        cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -93,7 +93,7 @@ main() {
   public_key="$(openssl rsa -in "$key" -pubout 2>/dev/null)"
 
   log "associating node $node with Chef server $OPSCM_SERVER_NAME ($AWS_ENDPOINT_URL)"
-  token="$(opsworks_cm --output text associate-node --server-name "$OPSCM_SERVER_NAME" --node-name "$node" \
+  token="$(opsworks_cm_retrying --output text associate-node --server-name "$OPSCM_SERVER_NAME" --node-name "$node" \
     --engine-attributes "Name=CHEF_ORGANIZATION,Value=$chef_organization" "Name=CHEF_NODE_PUBLIC_KEY,Value='$public_key'")"
   wait_associated "$token" "$node"
 

@@ -13,6 +13,9 @@ OPSCM_SERVER_NAME=@SERVER_NAME@
 OPSCM_REGION=@REGION@
 opscm_default_api_url=@API_URL@
 opscm_default_endpoint=@ENDPOINT@
+# opscm's self-signed API certificate (empty when a public CA signed it): the aws CLI and the
+# downloads from opscm trust this certificate and no other.
+opscm_api_certificate=@API_CA_PEM@
 
 # ---- overridable ------------------------------------------------------------------------
 export AWS_ENDPOINT_URL="${OPSCM_API_URL:-$opscm_default_api_url}"
@@ -21,6 +24,7 @@ OPSCM_AWS_CLI="${OPSCM_AWS_CLI:-aws}"
 OPSCM_AWS_CLI_DIR="${OPSCM_AWS_CLI_DIR:-/opt/opscm-awscli}"
 OPSCM_SKIP_INSTALL="${OPSCM_SKIP_INSTALL:-0}"
 OPSCM_FIRST_RUN="${OPSCM_FIRST_RUN:-1}"
+OPSCM_RETRY_SECONDS="${OPSCM_RETRY_SECONDS:-600}"
 
 # ---- helpers ----------------------------------------------------------------------------
 log() { printf 'opscm-userdata: %s\n' "$*" >&2; }
@@ -28,21 +32,70 @@ die() { log "error: $*"; exit 1; }
 have() { command -v "$1" >/dev/null 2>&1; }
 skip_install() { [ "$OPSCM_SKIP_INSTALL" = 1 ]; }
 
-# fetch URL FILE [CAFILE]: curl, wget or python3, whichever the node has; CAFILE, when given,
-# is the only CA trusted for an https URL.
+case "$OPSCM_RETRY_SECONDS" in
+  '' | *[!0-9]*) die "OPSCM_RETRY_SECONDS must be a whole number of seconds, not '$OPSCM_RETRY_SECONDS'" ;;
+esac
+# Downloads and checks are made here; nothing of it stays.
+opscm_work="$(mktemp -d)"
+trap 'rm -rf "$opscm_work"' EXIT
+
+# The bundle that opscm's API certificate must verify against: OPSCM_API_CA_FILE, else the
+# certificate this script carries, else the system's (empty).
+if [ -n "${OPSCM_API_CA_FILE:-}" ]; then
+  opscm_ca_file="$OPSCM_API_CA_FILE"
+elif [ -n "$opscm_api_certificate" ]; then
+  opscm_ca_file="$opscm_work/opscm-api.pem"
+  printf '%s\n' "$opscm_api_certificate" > "$opscm_ca_file"
+else
+  opscm_ca_file=""
+fi
+if [ -n "$opscm_ca_file" ]; then
+  export AWS_CA_BUNDLE="$opscm_ca_file"
+fi
+
+# url_origin URL: scheme://host[:port]
+url_origin() {
+  local rest="${1#*://}"
+  printf '%s://%s\n' "${1%%://*}" "${rest%%/*}"
+}
+
+# fetch URL FILE [CAFILE]: curl, wget or python3, whichever the node has. CAFILE, when given, is
+# the only CA trusted for an https URL; a URL of opscm's own is verified against opscm's
+# certificate only.
 fetch() {
+  local ca="${3:-}"
+  if [ -z "$ca" ] && [ -n "$opscm_ca_file" ] && [ "$(url_origin "$1")" = "$(url_origin "$AWS_ENDPOINT_URL")" ]; then
+    ca="$opscm_ca_file"
+  fi
   if have curl; then
-    curl --fail --silent --show-error --location --retry 3 ${3:+--cacert "$3"} --output "$2" "$1"
+    curl --fail --silent --show-error --location --retry 3 ${ca:+--cacert "$ca"} --output "$2" "$1"
   elif have wget; then
-    wget --quiet --tries=3 ${3:+--ca-certificate="$3"} --output-document="$2" "$1"
+    wget --quiet --tries=3 ${ca:+--ca-certificate="$ca"} --output-document="$2" "$1"
   elif have python3; then
     python3 -c 'import ssl, sys, urllib.request
-context = ssl.create_default_context(cafile=sys.argv[3] if len(sys.argv) > 3 else None)
+context = ssl.create_default_context(cafile=sys.argv[3] or None)
 with urllib.request.urlopen(sys.argv[1], context=context) as answer, open(sys.argv[2], "wb") as out:
-    out.write(answer.read())' "$@"
+    out.write(answer.read())' "$1" "$2" "$ca"
   else
     die "curl, wget or python3 is needed to download $1"
   fi
+}
+
+# cert_fingerprints FILE: the SHA-256 fingerprint of each certificate in FILE (AB:CD:..., as
+# openssl x509 -fingerprint -sha256 prints it), comma-separated; coreutils only.
+cert_fingerprints() {
+  local blocks block digest prints=""
+  blocks="$(mktemp -d "$opscm_work/pem.XXXXXX")"
+  awk -v dir="$blocks" '/-----BEGIN CERTIFICATE-----/ { n++; keep = 1; next }
+    /-----END CERTIFICATE-----/ { keep = 0; next }
+    keep { print > (dir "/" n) }' "$1"
+  for block in $(ls "$blocks" | sort -n); do
+    digest="$(base64 -d < "$blocks/$block" 2>/dev/null | sha256sum | cut -c1-64 | tr 'a-f' 'A-F' | sed 's/../&:/g; s/:$//')" \
+      || digest="unreadable"
+    prints="$prints${prints:+,}$digest"
+  done
+  rm -rf "$blocks"
+  printf '%s\n' "$prints"
 }
 
 # install_packages NAME...: the node's package manager.
@@ -133,11 +186,37 @@ opsworks_cm() {
   "$OPSCM_AWS_CLI" opsworks-cm --region "$OPSCM_REGION" "$@"
 }
 
+# opsworks_cm_retrying ARGS...: opsworks_cm ARGS, tried again while the server is busy
+# (InvalidStateException: BACKING_UP, UNDER_MAINTENANCE... in a boot storm) or opscm throttles
+# (ThrottlingException): exponential backoff with jitter, for OPSCM_RETRY_SECONDS in all. Any
+# other error stops at once.
+opsworks_cm_retrying() {
+  local deadline delay=2 pause status output errors="$opscm_work/aws-errors"
+  deadline=$(( $(date +%s) + OPSCM_RETRY_SECONDS ))
+  while :; do
+    status=0
+    output="$(opsworks_cm "$@" 2>"$errors")" || status=$?
+    if [ "$status" = 0 ]; then
+      if [ -n "$output" ]; then printf '%s\n' "$output"; fi
+      return 0
+    fi
+    if ! grep -qE '\((InvalidStateException|ThrottlingException)\)' "$errors" || [ "$(date +%s)" -ge "$deadline" ]; then
+      cat "$errors" >&2
+      return "$status"
+    fi
+    # Half the delay plus up to as much again at random: nodes that boot together spread out.
+    pause=$(( delay / 2 + RANDOM % (delay / 2 + 1) ))
+    log "$(grep -oE '\((InvalidStateException|ThrottlingException)\).*' "$errors" | head -n 1); trying again in ${pause}s"
+    sleep "$pause"
+    delay=$(( delay >= 32 ? 64 : delay * 2 ))
+  done
+}
+
 # wait_associated TOKEN NODE: the NodeAssociated waiter, as AWS's user data waited.
 wait_associated() {
   local start
   start="$(now_ms)"
-  opsworks_cm wait node-associated --node-association-status-token "$1" --server-name "$OPSCM_SERVER_NAME"
+  opsworks_cm_retrying wait node-associated --node-association-status-token "$1" --server-name "$OPSCM_SERVER_NAME"
   log "node $2 is associated with $OPSCM_SERVER_NAME (waited $(( $(now_ms) - start )) ms)"
 }
 

@@ -2,6 +2,9 @@
 # ---- Puppet -----------------------------------------------------------------------------
 # Filled in by opscm from the export's InputAttributes.
 puppet_environment=@PUPPET_ENVIRONMENT@
+# The SHA-256 fingerprint of the server's CA certificate (PUPPET_API_CA_CERT) when the script was
+# made: a CA certificate that DescribeServers answers with is installed only if it matches.
+puppet_ca_fingerprint=@PUPPET_CA_FINGERPRINT@
 
 OPSCM_PUPPET_PACKAGE="${OPSCM_PUPPET_PACKAGE:-puppet-agent}"
 OPSCM_PUPPET_KEY_BITS="${OPSCM_PUPPET_KEY_BITS:-4096}"
@@ -93,6 +96,21 @@ configure_puppet() {
   fi
 }
 
+# check_puppet_ca FILE: FILE is the CA certificate this script pins, else stop.
+check_puppet_ca() {
+  local found
+  found="$(cert_fingerprints "$1")"
+  if [ -z "$found" ]; then
+    die "DescribeServers gave no Puppet CA certificate for $OPSCM_SERVER_NAME: nothing was installed"
+  fi
+  if [ -z "$puppet_ca_fingerprint" ]; then
+    log "warning: this script pins no CA (made before the server had one); trusting SHA-256 $found"
+  elif [ "$found" != "$puppet_ca_fingerprint" ]; then
+    die "the Puppet CA certificate from DescribeServers (SHA-256 $found) is not the one this script pins" \
+      "(SHA-256 $puppet_ca_fingerprint): nothing was installed"
+  fi
+}
+
 first_puppet_run() {
   local confdir="$1" status=0
   if [ "$OPSCM_FIRST_RUN" != 1 ]; then
@@ -128,30 +146,36 @@ main() {
   fi
   check_path OPSCM_PUPPET_CONFDIR "$confdir"
   check_path OPSCM_PUPPET_SSLDIR "$ssldir"
+  # The CA first: one that is not the pinned one stops the script before a key, a CSR or an
+  # association is made.
+  opsworks_cm_retrying describe-servers --server-name "$OPSCM_SERVER_NAME" \
+    --query "Servers[0].EngineAttributes[?Name=='PUPPET_API_CA_CERT'].Value" --output text > "$opscm_work/ca.pem"
+  check_puppet_ca "$opscm_work/ca.pem"
+  crl_url="$(opsworks_cm_retrying describe-servers --server-name "$OPSCM_SERVER_NAME" \
+    --query "Servers[0].EngineAttributes[?Name=='PUPPET_API_CRL_URL'].Value" --output text)"
   endpoint="${OPSCM_SERVER_ENDPOINT:-}"
   if [ -z "$endpoint" ]; then
-    endpoint="$(opsworks_cm describe-servers --server-name "$OPSCM_SERVER_NAME" --query 'Servers[0].Endpoint' --output text)"
+    endpoint="$(opsworks_cm_retrying describe-servers --server-name "$OPSCM_SERVER_NAME" --query 'Servers[0].Endpoint' --output text)"
   fi
   mkdir -p "$confdir" "$ssldir/certs" "$ssldir/certificate_requests"
   mkdir -p -m 750 "$ssldir/private_keys"
 
   generate_csr "$certname" "$confdir" "$ssldir"
   log "associating node $certname with Puppet server $OPSCM_SERVER_NAME ($AWS_ENDPOINT_URL)"
-  token="$(opsworks_cm associate-node --server-name "$OPSCM_SERVER_NAME" --node-name "$certname" \
+  token="$(opsworks_cm_retrying associate-node --server-name "$OPSCM_SERVER_NAME" --node-name "$certname" \
     --engine-attributes Name=PUPPET_NODE_CSR,Value="$(cat "$ssldir/certificate_requests/$certname.pem")" \
     --query NodeAssociationStatusToken --output text)"
   wait_associated "$token" "$certname"
 
-  opsworks_cm describe-node-association-status --node-association-status-token "$token" \
-    --server-name "$OPSCM_SERVER_NAME" --query 'EngineAttributes[0].Value' --output text > "$ssldir/certs/$certname.pem"
-  opsworks_cm describe-servers --server-name "$OPSCM_SERVER_NAME" \
-    --query "Servers[0].EngineAttributes[?Name=='PUPPET_API_CA_CERT'].Value" --output text > "$ssldir/certs/ca.pem"
-  crl_url="$(opsworks_cm describe-servers --server-name "$OPSCM_SERVER_NAME" \
-    --query "Servers[0].EngineAttributes[?Name=='PUPPET_API_CRL_URL'].Value" --output text)"
+  opsworks_cm_retrying describe-node-association-status --node-association-status-token "$token" \
+    --server-name "$OPSCM_SERVER_NAME" --query 'EngineAttributes[0].Value' --output text > "$opscm_work/cert.pem"
   # The CRL is published by opscm, or by the Puppet Server CA that backs this server (trusted
-  # through the CA certificate just installed).
-  fetch "$crl_url" "$ssldir/crl.pem.opscm" 2>/dev/null || fetch "$crl_url" "$ssldir/crl.pem.opscm" "$ssldir/certs/ca.pem"
-  mv -f "$ssldir/crl.pem.opscm" "$ssldir/crl.pem"
+  # through the CA certificate just checked).
+  fetch "$crl_url" "$opscm_work/crl.pem" 2>/dev/null || fetch "$crl_url" "$opscm_work/crl.pem" "$opscm_work/ca.pem"
+  # Everything is here and checked: install it.
+  mv -f "$opscm_work/cert.pem" "$ssldir/certs/$certname.pem"
+  mv -f "$opscm_work/ca.pem" "$ssldir/certs/ca.pem"
+  mv -f "$opscm_work/crl.pem" "$ssldir/crl.pem"
   configure_puppet "$confdir" "$endpoint" "$certname" "$ssldir"
   log "installed certs/$certname.pem, certs/ca.pem and crl.pem in $ssldir; puppet server is $endpoint"
   first_puppet_run "$confdir"

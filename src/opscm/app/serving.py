@@ -1,0 +1,308 @@
+"""How ``opscm serve`` reaches clients: one listening socket made before the workers fork,
+uvicorn in each worker with opscm's HTTP protocol, and the supervisor that keeps N workers.
+
+The parent makes the socket, the TLS context's files, the schema and the admin credential,
+then forks the workers; each builds its own :class:`Application` (no connection, thread or
+lock crosses a fork), serves the shared socket, and competes for the data store's leadership
+(see ``leadership.py``). The parent prints the ready line once all of them serve, restarts a
+worker that dies, and stops them all on SIGTERM / SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import dataclasses
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .composition import Application, Settings
+from .leadership import lock_for
+from .tls import TlsFiles
+
+log = logging.getLogger("opscm.serving")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long stopping workers may finish their requests before they are killed.
+STOP_GRACE_SECONDS = 30.0
+# A worker that dies sooner than this after its start is restarted after this long (no hot loop).
+RESTART_DELAY_SECONDS = 1.0
+# asyncio waits up to 30 s for a TLS client's close_notify; an idle HTTP client never sends it.
+TLS_CLOSE_GRACE_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpOptions:
+    max_connections: int = 1000  # per worker; further requests are answered 503 and closed
+    keep_alive: float = 5.0  # seconds an idle connection is kept between requests
+    header_timeout: float = 30.0  # seconds a request's head may take once it has begun
+    tls: TlsFiles | None = None
+    log_level: str = "info"
+
+
+def make_listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, reuse_port=False)
+    # Linux hands the option down to accepted sockets (the TLS handshake, too); the protocol
+    # sets it again on each connection, wherever the socket came from.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listener
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class OpscmHttpProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with TCP_NODELAY and a deadline on request heads.
+
+    asyncio sets TCP_NODELAY only on sockets made with IPPROTO_TCP, which a socket made by
+    hand is not: each response (head and body are two writes) then waited ~40 ms for the
+    client's delayed ACK. uvicorn times idle connections but not a request head that never
+    ends: a client sending one byte would hold its connection forever.
+    """
+
+    header_timeout: float = HttpOptions.header_timeout
+
+    def connection_made(self, transport):  # type: ignore[override]
+        set_nodelay(transport)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        if transport.get_extra_info("sslcontext") is not None:
+            transport = _TlsTransport(transport, self.loop)
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def _watch_head(self) -> None:
+        started = self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+        if not started:
+            self._cancel_head_deadline()
+        elif self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            log.info("closed a connection from %s: its request head took more than %gs", _peer(self.client), self.header_timeout)
+            self.transport.close()
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+
+class _TlsTransport:
+    """A TLS transport whose close() sends close_notify and then does not wait long for the
+    client's: a closed connection (keep-alive timeout, shutdown) is gone within a second."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+
+    def close(self) -> None:
+        self._transport.close()
+        self._loop.call_later(TLS_CLOSE_GRACE_SECONDS, self._transport.abort)
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
+def protocol_class(options: HttpOptions) -> type[OpscmHttpProtocol]:
+    return type("OpscmHttpProtocol", (OpscmHttpProtocol,), {"header_timeout": options.header_timeout})
+
+
+def uvicorn_config(asgi, options: HttpOptions) -> uvicorn.Config:
+    config = uvicorn.Config(
+        asgi,
+        http=protocol_class(options),
+        ws="none",
+        lifespan="off",
+        access_log=False,
+        log_level=options.log_level,
+        limit_concurrency=options.max_connections,
+        timeout_keep_alive=options.keep_alive,  # type: ignore[arg-type]  # seconds, a float is fine
+        timeout_graceful_shutdown=STOP_GRACE_SECONDS - 5,  # type: ignore[arg-type]
+    )
+    if options.tls is not None:
+        context = options.tls.server_context()
+        config.ssl_context_factory = lambda _config, _default: context
+    return config
+
+
+class ServingServer(uvicorn.Server):
+    """uvicorn's server, telling ``on_ready`` once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] = lambda: None):
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets)
+        if not self.should_exit:
+            self._on_ready()
+
+
+def run_worker(settings: Settings, options: HttpOptions, listener: socket.socket, on_ready: Callable[[], None]) -> int:
+    """One worker process: its own Application on the shared socket (returns its exit status)."""
+    app = Application(settings)
+    app.start(leadership=lock_for(app.database, settings.data_dir))
+    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, to the handler found at
+    # start: a handler that ignores it turns a requested stop into a clean exit.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, lambda *_: None)
+    try:
+        ServingServer(uvicorn_config(app.asgi, options), on_ready).run(sockets=[listener])
+    finally:
+        app.close()
+    return 0
+
+
+class Supervisor:
+    """Keeps ``count`` workers forked from this process; ``work(index, on_ready)`` runs in each."""
+
+    def __init__(self, count: int, work: Callable[[int, Callable[[], None]], int]):
+        self._count = count
+        self._work = work
+        self._workers: dict[int, tuple[int, float]] = {}  # pid -> (index, start time)
+        self._started: set[int] = set()  # indexes started at least once
+        self._stopping = False
+
+    def run(self, on_ready: Callable[[], None]) -> int:
+        """Until a stop signal (0), or a worker that could not start (1)."""
+        ready_read, ready_write = os.pipe()
+        self._ready_write = ready_write
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, self._stop)
+        for index in range(self._count):
+            self._spawn(index)
+        waiting = self._count  # workers of the first round not serving yet
+        try:
+            while not self._stopping:
+                readable, _, _ = select.select([ready_read], [], [], 0.2)
+                if readable:
+                    tokens = os.read(ready_read, 4096)
+                    if waiting > 0 and waiting - len(tokens) <= 0:
+                        on_ready()
+                    waiting -= len(tokens)
+                for pid, index, status in self._reap():
+                    if self._stopping:
+                        break
+                    if waiting > 0:
+                        log.error("worker %d (pid %d) could not start (%s): stopping", index + 1, pid, status)
+                        return 1
+                    log.warning("worker %d (pid %d) ended (%s): starting another", index + 1, pid, status)
+                    self._spawn(index)
+            return 0
+        finally:
+            self._stop_all()
+            os.close(ready_read)
+            os.close(ready_write)
+
+    def _stop(self, *_args) -> None:
+        self._stopping = True
+
+    def _spawn(self, index: int) -> None:
+        supervisor = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                _follow_the_parent(supervisor)
+                for stop_signal in STOP_SIGNALS:
+                    signal.signal(stop_signal, signal.SIG_DFL)
+                status = self._work(index, lambda: os.write(self._ready_write, b"r"))
+            except BaseException as error:  # noqa: BLE001 - one line, never a traceback, then out
+                log.error("worker %d: %s", index + 1, error)
+            finally:
+                logging.shutdown()
+                os._exit(status)  # never back into the parent's code
+        restarted = index in self._started
+        self._started.add(index)
+        self._workers[pid] = (index, time.monotonic())
+        log.info("worker %d of %d serving as pid %d%s", index + 1, self._count, pid, " (restarted)" if restarted else "")
+
+    def _reap(self):
+        """The workers that ended since the last call: (pid, index, why)."""
+        ended = []
+        while self._workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            index, started = self._workers.pop(pid, (None, 0.0))
+            if index is None:
+                continue
+            if time.monotonic() - started < RESTART_DELAY_SECONDS and not self._stopping:
+                time.sleep(RESTART_DELAY_SECONDS)
+            ended.append((pid, index, _why(status)))
+        return ended
+
+    def _stop_all(self) -> None:
+        for pid in self._workers:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while self._workers and time.monotonic() < deadline:
+            for pid, _index, _status in self._reap():
+                pass
+            time.sleep(0.05)
+        for pid in list(self._workers):
+            log.warning("worker pid %d did not stop in %gs: killed", pid, STOP_GRACE_SECONDS)
+            _signal(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self._workers.clear()
+
+
+def _follow_the_parent(supervisor: int) -> None:
+    """In a new worker: stop only when the supervisor says so, and when it dies.
+
+    A group of its own keeps a terminal's Ctrl-C for the supervisor (which then stops every
+    worker, none restarted by mistake); PR_SET_PDEATHSIG ends a worker whose supervisor was killed
+    (Linux; elsewhere orphans serve on until stopped)."""
+    os.setpgid(0, 0)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _why(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit {os.waitstatus_to_exitcode(status)}"
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"

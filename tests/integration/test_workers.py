@@ -1,0 +1,105 @@
+"""``opscm serve --workers N``: N processes on one socket, background work led by one of them per
+data store (SQLite and PostgreSQL), a dead leader replaced, a dead worker restarted."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.support.postgres import fresh_database
+from tests.support.requests import create_server_params
+from tests.support.server import start_server, wait_for_status
+
+LEADS = re.compile(r"opscm\.leadership: process (?P<pid>\d+) leads")
+WORKER = re.compile(r"opscm\.serving: worker (?P<index>\d+) of (?P<count>\d+) serving as pid (?P<pid>\d+)")
+
+
+def _leaders(server, since: int = 0) -> list[int]:
+    return [int(m["pid"]) for line in server.output[since:] if (m := LEADS.search(line))]
+
+
+def _workers(server) -> list[int]:
+    return [int(m["pid"]) for line in server.output if (m := WORKER.search(line))]
+
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        time.sleep(0.05)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").exists() and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def _run_the_model(tmp_path: Path, *store_args: str) -> None:
+    server = start_server(tmp_path, "--ca-key-bits", "2048", "--workers", "2", "--tls-self-signed", *store_args)
+    try:
+        assert sum("opscm: serving on" in line for line in server.output) == 1, "one ready line"
+        workers = _workers(server)
+        assert len(workers) == 2 and server.process.pid not in workers
+        leader = _wait_for(lambda: _leaders(server), 10, "a leader")[0]
+        assert leader in workers
+        client = server.client()
+        # Both workers answer (concurrent requests over separate connections), over TLS.
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: server.client().describe_account_attributes(), range(16)))
+        assert len(answers) == 16
+        client.create_server(**create_server_params("led", "ChefAutomate"))
+        wait_for_status(client, "led")  # the leader's job runner ran it
+        assert len(_leaders(server)) == 1, "one leader per data store"
+
+        # The leader dies: the other worker takes over within seconds, the supervisor starts a third.
+        since = len(server.output)
+        killed_at = time.monotonic()
+        os.kill(leader, signal.SIGKILL)
+        new_leader = _wait_for(lambda: _leaders(server, since), 10, "a new leader")[0]
+        takeover = time.monotonic() - killed_at
+        print(f"leader takeover after kill -9: {takeover:.2f}s")
+        assert new_leader != leader and new_leader in _workers(server)
+        _wait_for(lambda: any("(restarted)" in line for line in server.output[since:]), 10, "a restarted worker")
+        client.create_server(**create_server_params("after", "Puppet"))
+        wait_for_status(client, "after")  # the new leader's job runner ran it
+
+        # A stop signal to the supervisor stops every worker; exit 0.
+        workers = _workers(server)
+        assert server.stop(signal.SIGTERM) == 0
+        assert not [pid for pid in workers if _alive(pid)]
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+def test_workers_on_sqlite(tmp_path):
+    _run_the_model(tmp_path)
+
+
+def test_workers_on_postgresql(tmp_path):
+    with fresh_database() as url:
+        _run_the_model(tmp_path, "--database-url", url)
+
+
+def test_an_unreachable_database_is_one_line(tmp_path):
+    command = [sys.executable, "-m", "opscm", "serve", "--port", "0", "--data-dir", str(tmp_path),
+               "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("opscm: cannot open the database: "), result.stderr
+
+
+def test_workers_end_with_their_supervisor(tmp_path):
+    server = start_server(tmp_path, "--ca-key-bits", "2048", "--workers", "2")
+    workers = _workers(server)
+    server.stop(signal.SIGKILL)  # no chance to stop them: the kernel tells them (PR_SET_PDEATHSIG)
+    _wait_for(lambda: not [pid for pid in workers if _alive(pid)], 10, "the workers' end")
