@@ -1,16 +1,21 @@
-"""The ASGI application: the JSON API on ``POST /`` and the public Puppet CA documents."""
+"""The ASGI application: the JSON API on ``POST /`` (a lean path of its own: it is every
+request of a boot storm), and everything else through Starlette routes (the public Puppet CA
+documents, the aws CLI model, and the routes other parts of opscm add)."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import functools
 import gzip
 import logging
+from collections.abc import Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from opscm import spec
 from opscm.protocol.errors import ApiError
@@ -26,37 +31,70 @@ log = logging.getLogger("opscm.http")
 CA_PATH = "/servers/{server_id}/puppet-ca/v1/{document}/{name}"
 # The aws CLI's opsworks-cm model (AWS removed the command): user data scripts install it from here.
 CLI_MODEL_PATH = "/aws-cli/models/opsworks-cm/{version}/{file}"
+# Threads that run requests (signing and SQL block); SQLite serialises writers anyway.
+REQUEST_THREADS = 32
 
 
 def ca_api_prefix(base_url: str, server_id: str) -> str:
     return f"{base_url.rstrip('/')}/servers/{server_id}/puppet-ca/v1"
 
 
-def create_asgi_app(pipeline: Pipeline, deps: Dependencies, body_limits: BodyLimits | None = None) -> Starlette:
-    limits = body_limits or BodyLimits()
+class OpscmAsgi:
+    """``POST /`` answered by the pipeline; any other request by the Starlette routes."""
 
-    async def api(request: Request) -> Response:
+    def __init__(self, pipeline: Pipeline, routes: Starlette, limits: BodyLimits):
+        self._pipeline = pipeline
+        self._routes = routes
+        self._limits = limits
+        self._threads = concurrent.futures.ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="opscm-request")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/":
+            await self._routes(scope, receive, send)
+            return
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        declared = next((v for k, v in headers if k.lower() == "content-length"), "")
+        close = False
         try:
-            async with limits.read(request) as body:
-                http_request = HttpRequest(
-                    method=request.method,
+            async with self._limits.read(declared, receive) as body:
+                request = HttpRequest(
+                    method=scope["method"],
                     # SigV4 signs the path and query as sent, still percent-encoded.
-                    path=(request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1"),
-                    query=request.scope.get("query_string", b"").decode("latin-1"),
-                    headers=joined_headers(request.headers.items()),  # every value of a repeated header
+                    path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
+                    query=scope.get("query_string", b"").decode("latin-1"),
+                    headers=joined_headers(headers),  # every value of a repeated header
                     body=body,
                 )
-                # Signing and SQL are blocking; keep the event loop free.
-                return _to_starlette(await run_in_threadpool(pipeline.handle, http_request))
+                loop = asyncio.get_running_loop()
+                response = await loop.run_in_executor(self._threads, self._pipeline.handle, request)
         except ApiError as error:
             # The rest of the body may still be on its way: end the connection after the answer.
-            response = _to_starlette(pipeline.protocol.error_response(error, "-"))
-            response.headers["connection"] = "close"
-            return response
+            response, close = self._pipeline.protocol.error_response(error, "-"), True
         except ClientGone:
-            log.info("client %s went away before its request body arrived", _peer(request))
-            return Response(status_code=400)  # nobody reads it
+            client = scope.get("client")
+            log.info("client %s went away before its request body arrived", f"{client[0]}:{client[1]}" if client else "-")
+            return
+        await _send(send, response, close)
 
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+async def _send(send, response: HttpResponse, close: bool) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_asgi_app(
+    pipeline: Pipeline,
+    deps: Dependencies,
+    body_limits: BodyLimits | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> OpscmAsgi:
     async def puppet_ca(request: Request) -> Response:
         params = request.path_params
         if params["document"] not in ("certificate", "certificate_revocation_list"):
@@ -72,13 +110,14 @@ def create_asgi_app(pipeline: Pipeline, deps: Dependencies, body_limits: BodyLim
             return PlainTextResponse("Not Found", status_code=404)
         return Response(await run_in_threadpool(_cli_model_file, name), media_type="application/json")
 
-    return Starlette(
+    routes = Starlette(
         routes=[
-            Route("/", api, methods=["POST", "GET", "PUT", "DELETE", "PATCH", "HEAD"]),
             Route(CA_PATH, puppet_ca, methods=["GET"]),
             Route(CLI_MODEL_PATH, cli_model, methods=["GET"]),
+            *extra_routes,
         ]
     )
+    return OpscmAsgi(pipeline, routes, body_limits or BodyLimits())
 
 
 @functools.cache
@@ -86,11 +125,3 @@ def _cli_model_file(name: str) -> bytes:
     path = spec.model_file(name)
     data = path.read_bytes()
     return gzip.decompress(data) if path.suffix == ".gz" else data
-
-
-def _peer(request: Request) -> str:
-    return f"{request.client.host}:{request.client.port}" if request.client else "-"
-
-
-def _to_starlette(response: HttpResponse) -> Response:
-    return Response(content=response.body, status_code=response.status, headers=dict(response.headers))

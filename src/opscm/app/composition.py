@@ -175,6 +175,7 @@ class Application:
             updates.recover_interrupted(self.deps)
 
     def close(self) -> None:
+        self.asgi.close()
         if self._election is not None:
             self._election.stop()
         else:

@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
-
-from starlette.requests import ClientDisconnect, Request
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from opscm.protocol.errors import ApiError
 
@@ -53,13 +51,13 @@ class BodyLimits:
     max_bytes: int = MAX_BODY_BYTES
 
     @contextlib.asynccontextmanager
-    async def read(self, request: Request) -> AsyncIterator[bytes]:
-        """The body, counted against the budget until the block ends (the request is answered)."""
+    async def read(self, declared: str, receive: Callable[[], Awaitable[dict]]) -> AsyncIterator[bytes]:
+        """The body of an ASGI request (``declared``: its Content-Length header, or ""),
+        counted against the budget until the block ends (the request is answered)."""
         held = 0
         try:
             # A declared length is taken whole up front: a client announcing 4 MiB and sending
             # it slowly is refused at once when the budget cannot hold it.
-            declared = request.headers.get("content-length", "")
             if declared.isdigit():
                 if int(declared) > self.max_bytes:
                     raise _too_large(self.max_bytes)
@@ -67,7 +65,12 @@ class BodyLimits:
             chunks, size = [], 0
             try:
                 async with asyncio.timeout(self.timeout):
-                    async for chunk in request.stream():
+                    more = True
+                    while more:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            raise ClientGone()
+                        chunk, more = message.get("body", b""), message.get("more_body", False)
                         size += len(chunk)
                         if size > self.max_bytes:
                             raise _too_large(self.max_bytes)
@@ -80,9 +83,7 @@ class BodyLimits:
                     f"The request body did not arrive within {self.timeout:g} seconds.",
                     408,
                 ) from None
-            except ClientDisconnect:
-                raise ClientGone() from None
-            yield b"".join(chunks)
+            yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
         finally:
             self.budget.give_back(held)
 
