@@ -21,9 +21,8 @@ import socket
 import time
 from collections.abc import Callable
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .composition import Application, Settings
 from .leadership import lock_for
@@ -64,8 +63,8 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class OpscmHttpProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, with TCP_NODELAY and a deadline on request heads.
+class OpscmHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), with TCP_NODELAY and a deadline on request heads.
 
     asyncio sets TCP_NODELAY only on sockets made with IPPROTO_TCP, which a socket made by
     hand is not: each response (head and body are two writes) then waited ~40 ms for the
@@ -82,24 +81,22 @@ class OpscmHttpProtocol(H11Protocol):
             transport = _TlsTransport(transport, self.loop)
         super().connection_made(transport)
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_head()
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_deadline()
+        super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
         super().connection_lost(exc)
 
-    def _watch_head(self) -> None:
-        started = self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
-        if not started:
-            self._cancel_head_deadline()
-        elif self._head_deadline is None:
-            self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
-
     def _head_too_slow(self) -> None:
         self._head_deadline = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if not self.transport.is_closing():
             log.info("closed a connection from %s: its request head took more than %gs", _peer(self.client), self.header_timeout)
             self.transport.close()
 
@@ -133,6 +130,7 @@ def uvicorn_config(asgi, options: HttpOptions) -> uvicorn.Config:
     config = uvicorn.Config(
         asgi,
         http=protocol_class(options),
+        loop="uvloop",
         ws="none",
         lifespan="off",
         access_log=False,
