@@ -23,7 +23,7 @@ from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
 from opscm.store.database import migrate, open_database, sqlite_url
 from opscm.service.server_cache import ServerCache
 from opscm.store.sql import SqlChefClients, SqlPuppetCas
-from opscm.store.unit_of_work import SqlUnitOfWorkFactory
+from opscm.store.unit_of_work import SqlUnitOfWorkFactory, WriterGate
 
 from .asgi import ca_api_prefix, create_asgi_app
 from .backends import remote_engines
@@ -80,7 +80,9 @@ def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, byt
     url = settings.database_url or (sqlite_url(settings.data_dir) if settings.data_dir else "sqlite://")
     database = open_database(url, durable=settings.durable)
     migrate(database)
-    return database, SqlUnitOfWorkFactory(database), load_master_key(settings.data_dir)
+    # SQLite in a data dir: the hot path's writers queue on a lock rather than in SQLite's sleeps.
+    gate = WriterGate(Path(settings.data_dir) / "opscm.db.writer") if database.dialect.name == "sqlite" and settings.data_dir else None
+    return database, SqlUnitOfWorkFactory(database, gate), load_master_key(settings.data_dir)
 
 
 class UtcClock:

@@ -7,6 +7,11 @@ path: a Core connection and its events cost ~120 µs a transaction, a raw one ~1
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
+from pathlib import Path
+
 from sqlalchemy import Connection, Engine
 
 from .sql import (
@@ -82,12 +87,48 @@ class SqlUnitOfWork(_Repositories):
             self._core = None
 
 
+class WriterGate:
+    """Where SQLite writers of the hot path queue. SQLite lets one writer in at a time and makes
+    the others sleep and retry (1 to 100 ms, growing): under load that sleep is the latency.
+    Here they wait on a lock instead and go in the moment it is free: a mutex for the threads
+    of this process, an ``flock`` for the worker processes of the data dir."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._mutex.acquire()
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX)
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
+
+    def _file(self) -> int:
+        # Opened by each process: an flock taken through a descriptor inherited across fork
+        # would be shared with the parent.
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
 class LeanUnitOfWork(_Repositories):
     """Plain SQL only (a repository method on Core fails here): the hot path's transactions."""
 
-    def __init__(self, engine: Engine, *, read_only: bool = False):
+    def __init__(self, engine: Engine, *, read_only: bool = False, gate: WriterGate | None = None):
         self._engine = engine
         self._read_only = read_only
+        self._gate = None if read_only else gate
         self._core = None
         self._pooled = None
 
@@ -96,6 +137,8 @@ class LeanUnitOfWork(_Repositories):
         dialect = self._engine.dialect.name
         self._sql = Sql(self._pooled.driver_connection, dialect)
         if dialect == "sqlite":
+            if self._gate is not None:
+                self._gate.__enter__()
             # The connection is in autocommit mode (see store.database): the transaction is ours.
             self._pooled.driver_connection.execute("BEGIN DEFERRED" if self._read_only else "BEGIN IMMEDIATE")
         return self
@@ -117,11 +160,16 @@ class LeanUnitOfWork(_Repositories):
         finally:
             self._pooled.close()
             self._pooled = None
+            if self._gate is not None and self._engine.dialect.name == "sqlite":
+                self._gate.__exit__()
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, gate: WriterGate | None = None):
         self.engine = engine
+        self._gate = gate
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> SqlUnitOfWork | LeanUnitOfWork:
-        return (LeanUnitOfWork if lean else SqlUnitOfWork)(self.engine, read_only=read_only)
+        if lean:
+            return LeanUnitOfWork(self.engine, read_only=read_only, gate=self._gate)
+        return SqlUnitOfWork(self.engine, read_only=read_only)
