@@ -23,7 +23,7 @@ from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 from opscm.service.context import Dependencies
 from opscm.service.puppet_ca import ca_document
 
-from .pipeline import Pipeline
+from .pipeline import Pipeline, answered_in_place
 from .request_body import BodyLimits, ClientGone
 
 log = logging.getLogger("opscm.http")
@@ -65,8 +65,11 @@ class OpscmAsgi:
                     headers=joined_headers(headers),  # every value of a repeated header
                     body=body,
                 )
-                loop = asyncio.get_running_loop()
-                response = await loop.run_in_executor(self._threads, self._pipeline.handle, request)
+                if answered_in_place(next((v for k, v in headers if k == "x-amz-target"), "")):
+                    response = self._pipeline.handle(request)
+                else:
+                    loop = asyncio.get_running_loop()
+                    response = await loop.run_in_executor(self._threads, self._pipeline.handle, request)
         except ApiError as error:
             # The rest of the body may still be on its way: end the connection after the answer.
             response, close = self._pipeline.protocol.error_response(error, "-"), True

@@ -42,7 +42,7 @@ class Sql:
             return None
         moment = moment.astimezone(timezone.utc)
         # SQLAlchemy's SQLite DATETIME storage format, so Core reads what this wrote.
-        return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else moment
+        return moment.replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else moment
 
     @staticmethod
     def read_time(value) -> datetime | None:
