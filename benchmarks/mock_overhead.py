@@ -1,8 +1,9 @@
 """The in-process mock's cost per call, over the floor of any before-send-hook mock.
 
 The floor: a before-send hook that returns a fixed answer (botocore still builds, signs and
-parses the request and the answer). The mock's figure is what it adds on top, for
-describe_servers and for a Chef associate_node, measured in one run (interleaved rounds).
+parses the request and the answer); the fixed answers are the mock's own, recorded once, so
+both parse the same bytes. The mock's figure is what it adds on top, for describe_servers and
+for a Chef associate_node, measured in one run (interleaved rounds).
 
     .venv/bin/python benchmarks/mock_overhead.py [--calls 2000] [--rounds 5]
 
@@ -25,8 +26,6 @@ from botocore.awsrequest import AWSResponse  # noqa: E402
 from opscm.mock import OpsWorksCMMock  # noqa: E402
 from tests.support.requests import create_server_params, public_pem, rsa_key  # noqa: E402
 
-DESCRIBE = b'{"Servers":[{"ServerName":"bench","Engine":"ChefAutomate","Status":"HEALTHY"}]}'
-ASSOCIATE = b'{"NodeAssociationStatusToken":"dG9rZW4="}'
 
 
 class _Body:
@@ -48,6 +47,17 @@ def _fixed(body: bytes):
     return answer
 
 
+def _recorder(client) -> dict[str, bytes]:
+    """The mock's answers, by operation, as they go by."""
+    recorded: dict[str, bytes] = {}
+
+    def keep(http_response, model, **_kwargs):
+        recorded[model.name] = http_response.content
+
+    client.meta.events.register("after-call.opsworkscm", keep)
+    return recorded
+
+
 def _per_call(call, count: int) -> float:
     started = time.perf_counter()
     for i in range(count):
@@ -65,15 +75,18 @@ def main() -> None:
         {"Name": "CHEF_ORGANIZATION", "Value": "default"},
         {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": keys[i % len(keys)]},
     ]
-    floor_describe, floor_associate = _client(), _client()
-    floor_describe.meta.events.register("before-send.opsworkscm", _fixed(DESCRIBE))
-    floor_associate.meta.events.register("before-send.opsworkscm", _fixed(ASSOCIATE))
     figures: dict[str, list[float]] = {k: [] for k in ("floor describe", "mock describe", "floor associate", "mock associate")}
     with OpsWorksCMMock() as mock:
         client = _client()
         mock.attach(client)
         client.create_server(**create_server_params("bench", "ChefAutomate"))
         mock.wait_for_jobs()
+        recorded = _recorder(client)
+        client.describe_servers()
+        client.associate_node(ServerName="bench", NodeName="recorded", EngineAttributes=chef(0))
+        floor_describe, floor_associate = _client(), _client()
+        floor_describe.meta.events.register("before-send.opsworkscm", _fixed(recorded["DescribeServers"]))
+        floor_associate.meta.events.register("before-send.opsworkscm", _fixed(recorded["AssociateNode"]))
         node = iter(range(10**9))
         for _ in range(args.rounds):
             figures["floor describe"].append(_per_call(lambda i: floor_describe.describe_servers(), args.calls))

@@ -26,7 +26,7 @@ from botocore.awsrequest import AWSResponse
 
 from .app.composition import Application, Settings
 from .domain.regions import OPSWORKS_CM_REGIONS
-from .protocol.json11 import HttpRequest, joined_headers
+from .protocol.json11 import HttpRequest
 from .service import schedule
 from .service.ports import Clock
 
@@ -94,7 +94,8 @@ class OpsWorksCMMock:
             method=request.method,
             path=url.path or "/",
             query=url.query,
-            headers=joined_headers((k, v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()),
+            # botocore sends each header once, in lower or mixed case.
+            headers={k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()},
             body=body,
         )
         response = self.app.pipeline.handle(http_request)

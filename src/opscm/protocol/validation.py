@@ -154,8 +154,20 @@ def _entry(shape: Shape, value: Any, path: str, constraint: str) -> str:
 # -- scalar constraints ---------------------------------------------------------------
 
 
+_CONSTRAINTS: dict[tuple[str, str], list[tuple[str, Callable[[Any], bool]]]] = {}
+
+
 def _constraints(shape: Shape) -> list[tuple[str, Callable[[Any], bool]]]:
-    """The constraints of a scalar shape, in AWS's order, as ``(text, predicate)``."""
+    """The constraints of a scalar shape, in AWS's order, as ``(text, predicate)``; made once
+    per shape (a named shape of the model carries its constraints)."""
+    key = (shape.name, shape.type_name)
+    found = _CONSTRAINTS.get(key)
+    if found is None:
+        found = _CONSTRAINTS[key] = _make_constraints(shape)
+    return found
+
+
+def _make_constraints(shape: Shape) -> list[tuple[str, Callable[[Any], bool]]]:
     meta = shape.metadata
     kind = shape.type_name
     checks: list[tuple[str, Callable[[Any], bool]]] = []

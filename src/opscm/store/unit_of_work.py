@@ -136,11 +136,12 @@ class LeanUnitOfWork(_Repositories):
         self._pooled = self._engine.raw_connection()
         dialect = self._engine.dialect.name
         self._sql = Sql(self._pooled.driver_connection, dialect)
-        if dialect == "sqlite":
+        if dialect == "sqlite" and not self._read_only:
             if self._gate is not None:
                 self._gate.__enter__()
             # The connection is in autocommit mode (see store.database): the transaction is ours.
-            self._pooled.driver_connection.execute("BEGIN DEFERRED" if self._read_only else "BEGIN IMMEDIATE")
+            # A read needs none: the lean reads are single statements, each its own snapshot.
+            self._pooled.driver_connection.execute("BEGIN IMMEDIATE")
         return self
 
     def commit(self) -> None:
