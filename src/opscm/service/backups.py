@@ -140,7 +140,9 @@ def backup_view(deps: Dependencies, backup: Backup) -> dict:
 
 
 def run_backup(deps: Dependencies, server_id: str, payload: dict) -> None:
-    """Snapshot the engine (one read transaction), store it sealed, then finish the backup.
+    """Snapshot the engine (one read transaction), give the server back to its work, then store
+    the snapshot sealed and finish the backup: the server is BACKING_UP only while its state is
+    read (in a boot storm, that is when AssociateNode is refused).
 
     Safe to run again after a crash: the snapshot is taken anew and stored under the same name.
     """
@@ -153,6 +155,7 @@ def run_backup(deps: Dependencies, server_id: str, payload: dict) -> None:
             if server is None or server.status is not ServerStatus.BACKING_UP:
                 raise InvalidState("The server was deleted or left BACKING_UP before the snapshot was taken.")
             snapshot = deps.engine_for(server).snapshot(uow, server)
+        _resume(deps, server_id, payload)
         data = snapshots.encode(snapshot)
         location = deps.backup_storage.put(backup.id, data)
     except Exception as error:  # noqa: BLE001 - a failed backup is recorded; the server goes back to work
@@ -160,6 +163,16 @@ def run_backup(deps: Dependencies, server_id: str, payload: dict) -> None:
         _finish(deps, server_id, payload, failure=failure_reason(error))
         return
     _finish(deps, server_id, payload, location=location, size=len(data))
+
+
+def _resume(deps: Dependencies, server_id: str, payload: dict) -> None:
+    """The snapshot holds the engine's state: the server goes back to the state it was in."""
+    with deps.uow() as uow:
+        server = uow.servers.get_by_id(server_id)
+        if server is not None and server.status is ServerStatus.BACKING_UP:
+            server.status = ServerStatus(payload.get("resume_status", ServerStatus.HEALTHY))
+            uow.servers.save(server)
+            uow.commit()
 
 
 def failure_reason(error: Exception) -> str:
@@ -190,7 +203,7 @@ def _finish(
             backup.status, backup.status_description = BackupStatus.FAILED, failure
             uow.backups.save(backup)
         if server is not None:
-            if server.status is ServerStatus.BACKING_UP:
+            if server.status is ServerStatus.BACKING_UP:  # it failed before the snapshot was read
                 server.status = ServerStatus(payload.get("resume_status", ServerStatus.HEALTHY))
                 uow.servers.save(server)
             backup_id = payload["backup_id"]
