@@ -54,6 +54,14 @@ def _server(client, engine, policy):
     return name, server["ServerArn"].rsplit("/", 1)[1]
 
 
+def _race(change) -> list[str]:
+    """WORKERS changes of one name at once; their outcomes (a 500 fails the test)."""
+    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+        outcomes = list(pool.map(change, range(WORKERS)))
+    assert set(outcomes) <= {"ok", "ValidationException", "InvalidStateException", "ResourceNotFoundException"}
+    return outcomes
+
+
 def _attempt(call):
     """The outcome of one request: its error code, or 'ok'. A 500 fails the test."""
     try:
@@ -84,9 +92,7 @@ def test_concurrent_puppet_changes_leave_one_certificate_in_force(store, policy)
                 ServerName=name, NodeName="web", EngineAttributes=[{"Name": "PUPPET_NODE_CSR", "Value": csrs[i]}]
             ))
 
-        with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-            outcomes = list(pool.map(change, range(WORKERS)))
-        assert set(outcomes) <= {"ok", "ValidationException", "InvalidStateException", "ResourceNotFoundException"}
+        outcomes = _race(change)
         with db.connect() as connection:
             active = connection.execute(text(
                 "select serial from puppet_certificates where server_id = :s and certname = 'web' and revoked_at is null"
@@ -125,9 +131,7 @@ def test_concurrent_chef_changes_leave_one_key_in_force(store, policy):
                 ServerName=name, NodeName="box", EngineAttributes=[*org, {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": keys[i]}]
             ))
 
-        with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-            outcomes = list(pool.map(change, range(WORKERS)))
-        assert set(outcomes) <= {"ok", "ValidationException", "InvalidStateException", "ResourceNotFoundException"}
+        outcomes = _race(change)
         with db.connect() as connection:
             clients = connection.execute(text(
                 "select public_key_pem from chef_clients where server_id = :s and name = 'box'"

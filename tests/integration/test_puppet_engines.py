@@ -151,16 +151,20 @@ def test_builtin_ca_agent_applies_then_is_refused_after_disassociation(
     assert agent.applied() is None
 
 
-def test_builtin_exported_user_data_makes_a_node_the_agent_accepts(builtin_opscm, bundled, external_server, tmp_path):
-    name, _ = bundled
+def _user_data_node_gets_its_catalog(opscm, server_name: str, puppetserver_port: int, tmp_path) -> None:
+    """The exported user data, run as a node would, then a real agent run with what it installed."""
     agent = make_agent(tmp_path, f"ud-{uuid.uuid4().hex[:6]}", keylength=2048)
     env = sandbox_env(
-        cli_home(tmp_path), builtin_opscm, OPSCM_NODE_NAME=agent.certname,
+        cli_home(tmp_path), opscm, OPSCM_NODE_NAME=agent.certname,
         OPSCM_PUPPET_CONFDIR=str(agent.confdir), OPSCM_PUPPET_SSLDIR=str(agent.ssldir), OPSCM_PUPPET_KEY_BITS="2048",
     )
-    result = run_script(export_userdata(builtin_opscm.client(), name), env, tmp_path)
+    result = run_script(export_userdata(opscm.client(), server_name), env, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert_catalog_applied(agent, agent.run_agent("localhost", external_server.port))
+    assert_catalog_applied(agent, agent.run_agent("localhost", puppetserver_port))
+
+
+def test_builtin_exported_user_data_makes_a_node_the_agent_accepts(builtin_opscm, bundled, external_server, tmp_path):
+    _user_data_node_gets_its_catalog(builtin_opscm, bundled[0], external_server.port, tmp_path)
 
 
 def _get(url: str) -> str:
@@ -267,12 +271,4 @@ def test_a_name_puppetserver_signed_already_is_not_taken(backed_opscm, backed, c
 
 
 def test_backend_exported_user_data_makes_a_node_the_agent_accepts(backed_opscm, backed, puppetserver_ca, tmp_path):
-    name, _ = backed
-    agent = make_agent(tmp_path, f"udb-{uuid.uuid4().hex[:6]}", keylength=2048)
-    env = sandbox_env(
-        cli_home(tmp_path), backed_opscm, OPSCM_NODE_NAME=agent.certname,
-        OPSCM_PUPPET_CONFDIR=str(agent.confdir), OPSCM_PUPPET_SSLDIR=str(agent.ssldir), OPSCM_PUPPET_KEY_BITS="2048",
-    )
-    result = run_script(export_userdata(backed_opscm.client(), name), env, tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert_catalog_applied(agent, agent.run_agent("localhost", puppetserver_ca.port))
+    _user_data_node_gets_its_catalog(backed_opscm, backed[0], puppetserver_ca.port, tmp_path)

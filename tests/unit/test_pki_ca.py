@@ -36,21 +36,6 @@ PP_PRIV = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.2.7")
 
 
 @pytest.fixture(scope="module")
-def material():
-    return create_ca("puppet.example.com", now=NOW, key_bits=2048)
-
-
-@pytest.fixture(scope="module")
-def signer(material):
-    return CaSigner(material.key_pem, material.cert_pem)
-
-
-@pytest.fixture(scope="module")
-def ca_cert(material):
-    return x509.load_pem_x509_certificate(material.cert_pem.encode())
-
-
-@pytest.fixture(scope="module")
 def node_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

@@ -25,21 +25,6 @@ LOCAL = ["DNS:localhost", "IP:127.0.0.1"]
 
 
 @pytest.fixture(scope="module")
-def material():
-    return create_ca("opscm-test", now=NOW, key_bits=2048)
-
-
-@pytest.fixture(scope="module")
-def signer(material):
-    return CaSigner(material.key_pem, material.cert_pem)
-
-
-@pytest.fixture(scope="module")
-def ca_cert(material):
-    return x509.load_pem_x509_certificate(material.cert_pem.encode())
-
-
-@pytest.fixture(scope="module")
 def server_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
