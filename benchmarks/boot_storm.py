@@ -24,11 +24,10 @@ import hashlib
 import json
 import multiprocessing
 import os
-import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 

@@ -6,7 +6,6 @@ import os
 import subprocess
 import uuid
 
-import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.requests import create_server_params, public_pem, rsa_key

@@ -1,12 +1,10 @@
 """ExportServerEngineAttribute ``Userdata``: the rules, and the exported script run for real in a
 sandbox (temporary directories, the real aws CLI, the real puppet agent's CSR)."""
 
-import base64
 import json
 import re
 import sqlite3
 import subprocess
-from pathlib import Path
 
 import boto3
 import httpx

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
-from opscm.pki import CaSigner, InvalidAltName, InvalidCertname, PkiError, create_ca, parse_alt_names
+from opscm.pki import InvalidAltName, InvalidCertname, PkiError, parse_alt_names
 from opscm.pki.errors import InvalidPublicKey
 from tests.support.pki import PP_CLI_AUTH
 
