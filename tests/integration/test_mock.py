@@ -2,6 +2,7 @@
 
 import asyncio
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import botocore.session
@@ -161,6 +162,13 @@ def test_nested_blocks_are_isolated_and_the_innermost_answers():
             assert _server_names(outer_client) == []  # the innermost active mock answers every client
         assert _server_names(inner_client) == ["outer"]
         assert _server_names(outer_client) == ["outer"]
+
+
+def test_clients_of_other_threads_are_answered_too():
+    # The active mocks are the process's, not a context variable's: worker threads see them.
+    with mock_opsworkscm(run_jobs=False), ThreadPoolExecutor(2) as pool:
+        lists = pool.map(lambda _: _server_names(boto3.Session(**CLIENT_OPTIONS).client("opsworkscm")), range(2))
+        assert list(lists) == [[], []]
 
 
 def test_an_attached_mock_answers_alone_inside_a_block():
