@@ -34,8 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def opsworkscm_clock():
-    """The clock of opsworkscm_mock: any object with now() -> aware UTC datetime; None is real time."""
-    return None
+    """The clock of opsworkscm_mock: any object with now() -> aware UTC datetime; here none, real time."""
 
 
 @pytest.fixture
