@@ -3,7 +3,7 @@ import pytest
 from tests.support.requirements import require_marked
 from tests.support.server import TEST_REGIONS, start_server
 
-pytest_plugins = ["tests.support.goiardi", "tests.support.puppetserver"]
+pytest_plugins = ["pytester", "tests.support.goiardi", "tests.support.puppetserver"]
 
 
 @pytest.fixture(scope="session")

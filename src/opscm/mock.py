@@ -1,19 +1,20 @@
 """The in-process mock: botocore requests answered by the same pipeline, without a socket.
 
     import boto3
-    from opscm.mock import OpsWorksCMMock
+    from opscm.mock import mock_opsworkscm
 
-    with OpsWorksCMMock() as mock:
+    with mock_opsworkscm() as mock:            # also @mock_opsworkscm, @mock_opsworkscm(ca_key_bits=...)
         client = boto3.client("opsworkscm", region_name="us-east-1")
-        mock.attach(client)
         ...
 
-The hook is registered only on the clients or sessions given to ``attach``; nothing global
-is patched. Signatures are not checked: any credentials act as one account.
+or, for one client or session only, ``OpsWorksCMMock().attach(client)``. Only the event
+``before-send.opsworkscm`` is hooked (see ``mock_routing``): other services are never touched.
+Signatures are not checked: any credentials act as one account.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import shutil
 import tempfile
@@ -25,12 +26,12 @@ from urllib.parse import urlsplit
 from botocore.awsrequest import AWSResponse
 
 from .app.composition import Application, Settings
+from .context_decorating import decorate
 from .domain.regions import OPSWORKS_CM_REGIONS
+from .mock_routing import EVENT, activate, claim, deactivate, events_of, innermost
 from .protocol.json11 import HttpRequest
 from .service import schedule
 from .service.ports import Clock
-
-_EVENT = "before-send.opsworkscm"
 
 
 class _RawResponse(io.BytesIO):
@@ -76,14 +77,26 @@ class OpsWorksCMMock:
         if run_jobs:
             self.app.start()
         self._attached: list = []
+        self._closed = False
 
     def attach(self, client_or_session) -> None:
-        """Answer this boto3/botocore client's or session's opsworkscm requests in-process."""
-        events = client_or_session.meta.events if hasattr(client_or_session, "meta") else client_or_session.events
-        events.register(_EVENT, self._answer)
+        """Answer this boto3/botocore client's or session's opsworkscm requests in-process.
+
+        A session's hook reaches the clients it creates afterwards. An attached mock answers before
+        an active ``mock_opsworkscm``.
+        """
+        events = events_of(client_or_session)
+        events.register_first(EVENT, self._answer)
         self._attached.append(events)
 
-    def _answer(self, request, **_kwargs) -> AWSResponse:
+    def _answer(self, request, **_kwargs) -> AWSResponse | None:
+        # Closed: a client made from an attached session still has this hook; it no longer answers.
+        if self._closed or not claim(request):
+            return None
+        return self.respond(request)
+
+    def respond(self, request) -> AWSResponse:
+        """Answer one botocore request (an AWSPreparedRequest) through the pipeline."""
         url = urlsplit(request.url)
         body = request.body or b""
         if hasattr(body, "read"):
@@ -114,8 +127,9 @@ class OpsWorksCMMock:
         return schedule.tick(self.app.deps)
 
     def close(self) -> None:
+        self._closed = True
         for events in self._attached:
-            events.unregister(_EVENT, self._answer)
+            events.unregister(EVENT, self._answer)
         self.app.close()
         if self._own_data_dir:
             shutil.rmtree(self._data_dir, ignore_errors=True)
@@ -125,3 +139,50 @@ class OpsWorksCMMock:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class MockScope:
+    """A context manager (a fresh, active OpsWorksCMMock each time it is entered) and a decorator."""
+
+    def __init__(self, **options):
+        inspect.signature(OpsWorksCMMock).bind(**options)  # a misspelt option fails where it is written
+        self._options = options
+        self._entered: list[OpsWorksCMMock] = []
+
+    def __enter__(self) -> OpsWorksCMMock:
+        mock = OpsWorksCMMock(**self._options)
+        activate(mock)
+        self._entered.append(mock)
+        return mock
+
+    def __exit__(self, *exc) -> None:
+        mock = self._entered.pop()
+        try:
+            deactivate(mock)
+        finally:
+            mock.close()
+
+    def __call__(self, target):
+        # Each run of the target in a scope of its own, so concurrent or recursive runs do not share one.
+        return decorate(target, lambda: MockScope(**self._options))
+
+
+def mock_opsworkscm(target=None, /, **options):
+    """Answer every opsworkscm client created inside in-process, as moto's ``mock_aws`` does.
+
+    ``with mock_opsworkscm(**options) as mock``, ``@mock_opsworkscm`` or
+    ``@mock_opsworkscm(**options)`` on a function, a coroutine function or a class (each ``test*``
+    method; for a ``unittest.TestCase``, setUp, the test and tearDown share one mock). The options
+    are those of ``OpsWorksCMMock``. Clients and sessions made inside are answered by the innermost
+    active mock; ones made before are not (attach them). Other services are untouched.
+    """
+    scope = MockScope(**options)
+    return scope if target is None else scope(target)
+
+
+def active_mock() -> OpsWorksCMMock:
+    """The innermost active ``mock_opsworkscm``'s mock (to wait for its jobs in a decorated test)."""
+    mock = innermost()
+    if mock is None:
+        raise RuntimeError("no mock_opsworkscm is active")
+    return mock
