@@ -259,8 +259,10 @@ class BuiltinPuppet:
     ) -> list[NodeCredential]:
         return [_credential(cert) for cert in uow.bind(self._store).revoked_statuses(server.id, name_contains, limit)]
 
-    def expiring_credentials(self, uow: UnitOfWork, server: Server, before: datetime) -> list[NodeCredential]:
-        return [_credential(cert) for cert in uow.bind(self._store).expiring_statuses(server.id, before)]
+    def expiring_credentials(
+        self, uow: UnitOfWork, server: Server, before: datetime, limit: int
+    ) -> list[NodeCredential]:
+        return [_credential(cert) for cert in uow.bind(self._store).expiring_statuses(server.id, before, limit)]
 
     # -- upkeep ------------------------------------------------------------------------------
 

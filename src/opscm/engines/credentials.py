@@ -20,7 +20,9 @@ class NoCredentialHistory:
     ) -> list[NodeCredential]:
         return []
 
-    def expiring_credentials(self, uow: UnitOfWork, server: Server, before: datetime) -> list[NodeCredential]:
+    def expiring_credentials(
+        self, uow: UnitOfWork, server: Server, before: datetime, limit: int
+    ) -> list[NodeCredential]:
         return []
 
 

@@ -83,8 +83,8 @@ class CaStore(Protocol):
     def statuses(self, server_id: str, serials: Sequence[int]) -> list[CertificateStatus]: ...
     def revoked_statuses(self, server_id: str, certname_contains: str | None, limit: int) -> list[CertificateStatus]:
         """Revoked certificates still on record, newest revocation first."""
-    def expiring_statuses(self, server_id: str, before: datetime) -> list[CertificateStatus]:
-        """Unrevoked certificates whose validity ends before ``before``, soonest first."""
+    def expiring_statuses(self, server_id: str, before: datetime, limit: int) -> list[CertificateStatus]:
+        """Up to ``limit`` unrevoked certificates whose validity ends before ``before``, soonest first."""
     def import_state(self, server_id: str, state: PuppetCaState) -> None:
         """Replace the server's CA row and every certificate row with ``state``."""
 

@@ -29,6 +29,7 @@ CHART_HOURS = 24
 EVENTS_SHOWN = 50
 REVOKED_SHOWN = 50
 MATCHES_PER_SERVER = 20
+EXPIRING_SHOWN = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +108,12 @@ class Expiring:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExpiringList:
+    items: list[Expiring]
+    more: bool  # more than these expire within the horizon
+
+
+@dataclasses.dataclass(frozen=True)
 class ServerMatches:
     server: Server
     nodes: list[NodeRow]
@@ -138,16 +145,19 @@ def server_detail(deps: Dependencies, viewer: Viewer, region: str, name: str, qu
         )
 
 
-def expiring_certificates(deps: Dependencies, viewer: Viewer, within: timedelta = EXPIRY_HORIZON) -> list[Expiring]:
-    """Certificates in force that expire within ``within`` (or have expired), soonest first."""
+def expiring_certificates(
+    deps: Dependencies, viewer: Viewer, within: timedelta = EXPIRY_HORIZON, limit: int = EXPIRING_SHOWN
+) -> ExpiringList:
+    """The ``limit`` certificates in force that expire soonest within ``within`` (or have expired)."""
     before = deps.clock.now() + within
     found = []
     with deps.uow(read_only=True) as uow:
         for server in _visible(uow, viewer):
             engine = _engine(deps, server)
             if engine is not None:
-                found += [Expiring(server, c) for c in engine.expiring_credentials(uow, server, before)]
-    return sorted(found, key=lambda item: (item.credential.not_after, item.server.name, item.credential.node_name))
+                found += [Expiring(server, c) for c in engine.expiring_credentials(uow, server, before, limit + 1)]
+    found.sort(key=lambda item: (item.credential.not_after, item.server.name, item.credential.node_name))
+    return ExpiringList(found[:limit], len(found) > limit)
 
 
 def associations_per_hour(deps: Dependencies, viewer: Viewer) -> list[HourCount]:

@@ -318,5 +318,7 @@ class Engine(Protocol):
     ) -> list[NodeCredential]:
         """Credentials on record but no longer in force (revoked certificates), newest first."""
 
-    def expiring_credentials(self, uow: UnitOfWork, server: Server, before: datetime) -> list[NodeCredential]:
-        """Credentials in force whose validity ends before ``before``, soonest first."""
+    def expiring_credentials(
+        self, uow: UnitOfWork, server: Server, before: datetime, limit: int
+    ) -> list[NodeCredential]:
+        """Up to ``limit`` credentials in force whose validity ends before ``before``, soonest first."""

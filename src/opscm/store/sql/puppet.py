@@ -145,12 +145,13 @@ class SqlPuppetCas(Repository):
         rows = self._db.execute(query.order_by(c.revoked_at.desc(), c.serial.desc()).limit(limit))
         return [CertificateStatus(*row) for row in rows]
 
-    def expiring_statuses(self, server_id: str, before: datetime) -> list[CertificateStatus]:
+    def expiring_statuses(self, server_id: str, before: datetime, limit: int) -> list[CertificateStatus]:
         c = t.puppet_certificates.c
         rows = self._db.execute(
             select(*_STATUS_COLUMNS)
             .where(c.server_id == server_id, c.revoked_at.is_(None), c.not_after < before)
             .order_by(c.not_after, c.serial)
+            .limit(limit)
         )
         return [CertificateStatus(*row) for row in rows]
 
