@@ -27,6 +27,7 @@ from opscm.store.unit_of_work import SqlUnitOfWorkFactory, WriterGate
 
 from .asgi import ca_api_prefix, create_asgi_app
 from .backends import remote_engines
+from .console import console_routes
 from .config import Backend
 from .credentials import KeyRing, ensure_admin
 from .job_runner import JobRunner, PeriodicTask
@@ -149,7 +150,8 @@ class Application:
         throttle = TokenBuckets(settings.throttle_rate, settings.throttle_burst) if settings.throttle_rate else None
         self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle)
         body_limits = BodyLimits(settings.body_timeout, BodyBudget(settings.body_buffer_bytes))
-        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits)
+        console = console_routes(self.deps, KeyRing(uow, self.secret_box, ttl=0), derive_key(master_key, "console"), regions)
+        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits, extra_routes=console)
         self._election: Election | None = None
 
     def ensure_admin_credentials(self) -> Path | None:

@@ -40,3 +40,15 @@ def current_window_start(window: str, now: datetime) -> datetime | None:
 
 def check_window(window: str) -> None:
     _parse(window)
+
+
+def next_window_start(window: str, now: datetime) -> datetime:
+    """Start of the window ``now`` falls in, else of the next one to come."""
+    day, hour, minute = _parse(window)
+    # From yesterday: a window that started before midnight may still be open.
+    first = now.replace(hour=hour, minute=minute, second=0, microsecond=0) - timedelta(days=1)
+    for days in range(9):
+        candidate = first + timedelta(days=days)
+        if (day is None or candidate.weekday() == day) and now < candidate + WINDOW_LENGTH:
+            return candidate
+    raise AssertionError("a weekly window recurs within 8 days")

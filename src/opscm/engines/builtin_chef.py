@@ -21,6 +21,7 @@ from opscm.pki.keys import public_key_fingerprint
 from opscm.service.ports import Applied, Clock, NodeChange, Provisioned, UnitOfWork, UnitOfWorkFactory
 
 from .chef_nodes import checked_public_key, is_usable_key, vet_chef_change
+from .credentials import KeyFingerprints
 from .ports import ChefClient, ChefRegistry
 
 PIVOTAL_KEY = "CHEF_AUTOMATE_PIVOTAL_KEY"
@@ -43,7 +44,7 @@ class RestorePlan:
     engine_data: dict
 
 
-class BuiltinChef:
+class BuiltinChef(KeyFingerprints):
     remote = False
     engine = "ChefAutomate"
     endpoint = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -26,6 +26,7 @@ from opscm.service.ports import (
     Clock,
     Conflict,
     NodeChange,
+    NodeCredential,
     Provisioned,
     SecretBox,
     UnitOfWork,
@@ -33,7 +34,7 @@ from opscm.service.ports import (
 )
 
 from .puppet_nodes import vet_puppet_change
-from .ports import CaRecord, CaStore, CertificateRecord, PuppetCaState
+from .ports import CaRecord, CaStore, CertificateRecord, CertificateStatus, PuppetCaState
 from .serial_blocks import SerialBlocks
 from .signer_cache import SignerCache
 
@@ -84,6 +85,10 @@ def _certificate(saved: dict) -> CertificateRecord:
         not_after=datetime.fromisoformat(saved["not_after"]),
         revoked_at=datetime.fromisoformat(revoked_at) if revoked_at else None,
     )
+
+
+def _credential(cert: CertificateStatus) -> NodeCredential:
+    return NodeCredential(cert.certname, NodeCredential.CERTIFICATE, str(cert.serial), cert.not_after, cert.revoked_at)
 
 
 def _in_force(certificates: Iterable[CertificateRecord]) -> list[tuple[str, str | None]]:
@@ -237,6 +242,27 @@ class BuiltinPuppet:
         uow.bind(self._store).add_certificate(server.id, serial, certname, cert_pem, not_after)
         reserved = set(server.engine_data.get(SERVER_CERTNAMES, ())) | set(names)
         server.engine_data[SERVER_CERTNAMES] = sorted(reserved)
+
+    # -- listings (read-only) -----------------------------------------------------------------
+
+    def credentials(self, uow: UnitOfWork, server: Server, claims: Sequence[NodeClaim]) -> list[NodeCredential]:
+        serials = [int(claim.ref) for claim in claims if claim.ref and claim.ref.isdigit()]
+        found = {str(cert.serial): cert for cert in uow.bind(self._store).statuses(server.id, serials)}
+        return [
+            _credential(found[claim.ref]) if claim.ref in found
+            else NodeCredential(claim.name, NodeCredential.CERTIFICATE, claim.ref)
+            for claim in claims
+        ]
+
+    def revoked_credentials(
+        self, uow: UnitOfWork, server: Server, name_contains: str | None, limit: int
+    ) -> list[NodeCredential]:
+        return [_credential(cert) for cert in uow.bind(self._store).revoked_statuses(server.id, name_contains, limit)]
+
+    def expiring_credentials(
+        self, uow: UnitOfWork, server: Server, before: datetime, limit: int
+    ) -> list[NodeCredential]:
+        return [_credential(cert) for cert in uow.bind(self._store).expiring_statuses(server.id, before, limit)]
 
     # -- upkeep ------------------------------------------------------------------------------
 

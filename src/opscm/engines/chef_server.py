@@ -19,13 +19,14 @@ from opscm.service.ports import Applied, NodeChange, Provisioned, UnitOfWork
 
 from .chef_api import ChefApi, ClientExists
 from .chef_nodes import vet_chef_change
+from .credentials import KeyFingerprints
 from .http import BackendRefused
 from .remote import RemoteEngine
 
 CHEF_SERVER_URL = "OPSCM_CHEF_SERVER_URL"
 
 
-class ChefServerEngine(RemoteEngine):
+class ChefServerEngine(KeyFingerprints, RemoteEngine):
     engine = "ChefAutomate"
 
     def __init__(self, name: str, *, endpoint: str, api: ChefApi, url: str):

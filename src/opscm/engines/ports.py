@@ -29,6 +29,16 @@ class CertificateRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class CertificateStatus:
+    """A certificate without its PEM: what listings show."""
+
+    serial: int
+    certname: str
+    not_after: datetime
+    revoked_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
 class RevocationState:
     """What a new CRL is made of: the current CRL number and every revoked serial."""
 
@@ -69,6 +79,12 @@ class CaStore(Protocol):
     def expired(self, server_id: str, now: datetime) -> list[CertificateRecord]: ...
     def delete_certificates(self, server_id: str, serials: Sequence[int]) -> None: ...
     def export_state(self, server_id: str) -> PuppetCaState | None: ...
+    # -- listings (read-only) --
+    def statuses(self, server_id: str, serials: Sequence[int]) -> list[CertificateStatus]: ...
+    def revoked_statuses(self, server_id: str, certname_contains: str | None, limit: int) -> list[CertificateStatus]:
+        """Revoked certificates still on record, newest revocation first."""
+    def expiring_statuses(self, server_id: str, before: datetime, limit: int) -> list[CertificateStatus]:
+        """Up to ``limit`` unrevoked certificates whose validity ends before ``before``, soonest first."""
     def import_state(self, server_id: str, state: PuppetCaState) -> None:
         """Replace the server's CA row and every certificate row with ``state``."""
 

@@ -19,6 +19,7 @@ from opscm.domain.engine_attributes import attribute_map
 from opscm.domain.servers import Server
 from opscm.service.ports import Applied, NodeChange, Provisioned, UnitOfWork
 
+from .credentials import BackendCertificates
 from .http import BackendError, BackendRefused
 from .puppet_ca_api import API, PuppetCaApi
 from .puppet_nodes import vet_puppet_change
@@ -27,7 +28,7 @@ from .remote import RemoteEngine
 CA_CERT = "ca_cert_pem"
 
 
-class PuppetServerCaEngine(RemoteEngine):
+class PuppetServerCaEngine(BackendCertificates, RemoteEngine):
     engine = "Puppet"
 
     def __init__(self, name: str, *, endpoint: str, api: PuppetCaApi, url: str, admin_certname: str | None):

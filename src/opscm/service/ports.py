@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from opscm.domain.associations import Association, AssociationAction
 from opscm.domain.backups import Backup
@@ -86,6 +86,8 @@ class AssociationRepository(Protocol):
     def save(self, association: Association) -> None: ...
     def prune(self, before: datetime, limit: int) -> int:
         """Forget up to ``limit`` finished associations made before ``before``."""
+    def count_by_hour(self, server_ids: Sequence[str], since: datetime) -> list[tuple[datetime, str, str, int]]:
+        """(hour in UTC, action, status, count) of the associations made since ``since``."""
 
 
 class JobRepository(Protocol):
@@ -106,6 +108,8 @@ class EventRepository(Protocol):
     def add(self, server_id: str, now: datetime, message: str, log_url: str | None = None) -> None: ...
     def list(self, server_id: str) -> list[Event]:
         """Newest first."""
+    def latest(self, server_id: str, limit: int) -> list[Event]:
+        """The newest ``limit``, newest first."""
     def prune(self, before: datetime, limit: int) -> int:
         """Forget up to ``limit`` events older than ``before``."""
 
@@ -138,6 +142,12 @@ class NodeRepository(Protocol):
     def release_refs(self, server_id: str, refs: Iterable[str]) -> int: ...
     def get(self, server_id: str, name: str) -> NodeClaim | None: ...
     def list(self, server_id: str) -> list[NodeClaim]: ...
+    def page(
+        self, server_id: str, *, after: str | None = None, before: str | None = None, contains: str | None = None, limit: int
+    ) -> list[NodeClaim]:
+        """Up to ``limit`` claims in name order: the first, those after ``after``, or the last
+        before ``before``; ``contains``: names containing it, without case."""
+    def count(self, server_id: str, *, contains: str | None = None) -> int: ...
     def replace_all(self, server_id: str, claims: Sequence[NodeClaim]) -> None: ...
 
 
@@ -207,6 +217,22 @@ class Prepared(Protocol):
     """A local engine's change, made ready outside the transaction."""
 
     ref: str | None  # what the node claim will record (a serial, a key fingerprint)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeCredential:
+    """What a node proves itself with, as its engine records it: a certificate (serial, end of
+    validity, revocation) or a registered key (fingerprint). Unknown parts are None (a remote
+    engine keeps them on the backend)."""
+
+    node_name: str
+    kind: str  # CERTIFICATE or KEY
+    ref: str | None  # the certificate serial, the key fingerprint
+    not_after: datetime | None = None
+    revoked_at: datetime | None = None
+
+    CERTIFICATE: ClassVar[str] = "certificate"
+    KEY: ClassVar[str] = "key"
 
 
 class Conflict(Exception):
@@ -282,3 +308,17 @@ class Engine(Protocol):
     def restore(self, uow: UnitOfWork, server: Server, plan: object) -> list[tuple[str, str | None]]:
         """Apply a planned restore; returns the node names in force afterwards with their refs.
         Raises Conflict when the state planned from has changed."""
+
+    # -- read-only listings (the web console): what opscm keeps, never a call to a backend --
+    def credentials(self, uow: UnitOfWork, server: Server, claims: Sequence[NodeClaim]) -> list[NodeCredential]:
+        """What each claimed node holds, one per claim in the same order."""
+
+    def revoked_credentials(
+        self, uow: UnitOfWork, server: Server, name_contains: str | None, limit: int
+    ) -> list[NodeCredential]:
+        """Credentials on record but no longer in force (revoked certificates), newest first."""
+
+    def expiring_credentials(
+        self, uow: UnitOfWork, server: Server, before: datetime, limit: int
+    ) -> list[NodeCredential]:
+        """Up to ``limit`` credentials in force whose validity ends before ``before``, soonest first."""

@@ -105,6 +105,8 @@ puppet_certificates = Table(
     Column("not_after", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
     Index("ix_puppet_certificates_certname", "server_id", "certname"),
+    # The console's listings: revoked certificates (newest first) and those expiring soon.
+    Index("ix_puppet_certificates_revocation", "server_id", "revoked_at", "not_after"),
 )
 
 chef_clients = Table(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from sqlalchemy import String, func, select, type_coerce
 
 from opscm.domain.associations import Association, AssociationAction, AssociationStatus
 
@@ -48,6 +51,23 @@ class SqlAssociations(Repository):
         c = t.associations.c
         return self._delete_some(t.associations, c.token_hash, (c.created_at < before) & (c.status != "IN_PROGRESS"), limit)
 
+    def count_by_hour(self, server_ids: Sequence[str], since: datetime) -> list[tuple[datetime, str, str, int]]:
+        """(hour, action, status, count) of the associations made since ``since`` (on the
+        created_at index), hours in UTC."""
+        if not server_ids:
+            return []
+        c = t.associations.c
+        if self._sql.sqlite:  # stored as text 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
+            hour = func.substr(type_coerce(c.created_at, String), 1, 13)
+        else:
+            hour = func.date_trunc("hour", func.timezone("UTC", c.created_at))
+        rows = self._db.execute(
+            select(hour, c.action, c.status, func.count())
+            .where(c.created_at >= since, c.server_id.in_(list(server_ids)))
+            .group_by(hour, c.action, c.status)
+        )
+        return [(_hour(value), action, status, count) for value, action, status, count in rows]
+
     def _row(self, association: Association) -> dict:
         return {
             "token_hash": association.token_hash,
@@ -59,3 +79,9 @@ class SqlAssociations(Repository):
             "engine_attributes": self._sql.json(association.engine_attributes),
             "status_reason": association.status_reason,
         }
+
+
+def _hour(value: str | datetime) -> datetime:
+    if isinstance(value, str):
+        value = datetime.strptime(value, "%Y-%m-%d %H")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

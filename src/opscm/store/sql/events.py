@@ -23,6 +23,12 @@ class SqlEvents(Repository):
         rows = self._db.execute(select(t.events).where(c.server_id == server_id).order_by(c.id.desc()))
         return [Event(**row) for row in rows.mappings()]
 
+    def latest(self, server_id: str, limit: int) -> list[Event]:
+        """The newest ``limit`` events, newest first (on the (server_id, id) index)."""
+        c = t.events.c
+        rows = self._db.execute(select(t.events).where(c.server_id == server_id).order_by(c.id.desc()).limit(limit))
+        return [Event(**row) for row in rows.mappings()]
+
     def prune(self, before: datetime, limit: int) -> int:
         """Forget up to ``limit`` events older than ``before``."""
         c = t.events.c

@@ -10,6 +10,7 @@ from opscm.domain.nodes import NodeClaim, NodeState
 
 from .. import schema as t
 from .base import Repository
+from .text_search import contains_pattern
 
 _COLUMNS = "server_id, name, state, token_hash, ref, changed_at"
 
@@ -62,6 +63,27 @@ class SqlNodes(Repository):
         )
         return [self._claim(row) for row in rows]
 
+    def page(
+        self, server_id: str, *, after: str | None = None, before: str | None = None, contains: str | None = None, limit: int
+    ) -> list[NodeClaim]:
+        """Up to ``limit`` claims in name order: the first ones, those after ``after``, or the last
+        ones before ``before`` (keyset pagination on the primary key: no OFFSET to walk)."""
+        where, params = _filter(server_id, contains)
+        order = "ASC"
+        if after is not None:
+            where, params["after"] = f"{where} AND name > :after", after
+        elif before is not None:
+            where, params["before"], order = f"{where} AND name < :before", before, "DESC"
+        rows = self._sql.execute(
+            f"SELECT {_COLUMNS} FROM nodes WHERE {where} ORDER BY name {order} LIMIT :limit", {**params, "limit": limit}
+        )
+        claims = [self._claim(row) for row in rows]
+        return claims[::-1] if order == "DESC" else claims
+
+    def count(self, server_id: str, *, contains: str | None = None) -> int:
+        where, params = _filter(server_id, contains)
+        return self._sql.first(f"SELECT count(*) FROM nodes WHERE {where}", params)[0]
+
     def replace_all(self, server_id: str, claims: Sequence[NodeClaim]) -> None:
         self._db.execute(delete(t.nodes).where(t.nodes.c.server_id == server_id))
         if claims:
@@ -73,6 +95,13 @@ class SqlNodes(Repository):
     def _claim(self, row) -> NodeClaim:
         server_id, name, state, token_hash, ref, changed_at = row
         return NodeClaim(server_id, name, NodeState(state), token_hash, ref, self._sql.read_time(changed_at))
+
+
+def _filter(server_id: str, contains: str | None) -> tuple[str, dict]:
+    if not contains:
+        return "server_id = :server_id", {"server_id": server_id}
+    where = "server_id = :server_id AND lower(name) LIKE :pattern ESCAPE '\\'"
+    return where, {"server_id": server_id, "pattern": contains_pattern(contains)}
 
 
 def _core_row(claim: NodeClaim) -> dict:

@@ -6,12 +6,13 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
-from opscm.engines.ports import CaRecord, CertificateRecord, PuppetCaState, RevocationState
+from opscm.engines.ports import CaRecord, CertificateRecord, CertificateStatus, PuppetCaState, RevocationState
 
 from .. import schema as t
 from .base import Repository
+from .text_search import LIKE_ESCAPE, contains_pattern
 
 _CERT_COLUMNS = (
     t.puppet_certificates.c.serial,
@@ -20,6 +21,7 @@ _CERT_COLUMNS = (
     t.puppet_certificates.c.not_after,
     t.puppet_certificates.c.revoked_at,
 )
+_STATUS_COLUMNS = tuple(column for column in _CERT_COLUMNS if column.name != "cert_pem")
 
 
 class SqlPuppetCas(Repository):
@@ -127,6 +129,31 @@ class SqlPuppetCas(Repository):
             crl_number=ca["crl_number"],
             certificates=tuple(self.certificates(server_id)),
         )
+
+    def statuses(self, server_id: str, serials: Sequence[int]) -> list[CertificateStatus]:
+        c = t.puppet_certificates.c
+        if not serials:
+            return []
+        rows = self._db.execute(select(*_STATUS_COLUMNS).where(c.server_id == server_id, c.serial.in_(list(serials))))
+        return [CertificateStatus(*row) for row in rows]
+
+    def revoked_statuses(self, server_id: str, certname_contains: str | None, limit: int) -> list[CertificateStatus]:
+        c = t.puppet_certificates.c
+        query = select(*_STATUS_COLUMNS).where(c.server_id == server_id, c.revoked_at.is_not(None))
+        if certname_contains:
+            query = query.where(func.lower(c.certname).like(contains_pattern(certname_contains), escape=LIKE_ESCAPE))
+        rows = self._db.execute(query.order_by(c.revoked_at.desc(), c.serial.desc()).limit(limit))
+        return [CertificateStatus(*row) for row in rows]
+
+    def expiring_statuses(self, server_id: str, before: datetime, limit: int) -> list[CertificateStatus]:
+        c = t.puppet_certificates.c
+        rows = self._db.execute(
+            select(*_STATUS_COLUMNS)
+            .where(c.server_id == server_id, c.revoked_at.is_(None), c.not_after < before)
+            .order_by(c.not_after, c.serial)
+            .limit(limit)
+        )
+        return [CertificateStatus(*row) for row in rows]
 
     def import_state(self, server_id: str, state: PuppetCaState) -> None:
         self._db.execute(delete(t.puppet_certificates).where(t.puppet_certificates.c.server_id == server_id))
