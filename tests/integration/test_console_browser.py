@@ -15,7 +15,7 @@ from opscm.store.database import open_database, sqlite_url
 from opscm.store.sql import SqlPuppetCas
 from opscm.store.unit_of_work import SqlUnitOfWorkFactory
 from tests.support.accounts import add_account_key
-from tests.support.browser import chromium, require_browser, screenshot
+from tests.support.browser import chromium, page_change, require_browser, screenshot
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 from tests.support.server import start_server, wait_for_status
 
@@ -76,7 +76,8 @@ def _sign_in(driver, key_id: str, secret: str) -> None:
 
     driver.find_element(By.ID, "access_key_id").send_keys(key_id)
     driver.find_element(By.ID, "secret_access_key").send_keys(secret)
-    driver.find_element(By.ID, "sign-in").click()
+    with page_change(driver):
+        driver.find_element(By.ID, "sign-in").click()
 
 
 def test_console_in_a_browser(fleet):
@@ -103,7 +104,8 @@ def test_console_in_a_browser(fleet):
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         screenshot(driver, "03-servers")
 
-        driver.find_element(By.LINK_TEXT, puppet).click()
+        with page_change(driver):
+            driver.find_element(By.LINK_TEXT, puppet).click()
         nodes = driver.find_element(By.ID, "node-table").text
         assert "web-01.example.com" in nodes and REVOKED_NODE not in nodes
         revoked = driver.find_element(By.ID, "revoked-table")
@@ -113,7 +115,8 @@ def test_console_in_a_browser(fleet):
 
         search = driver.find_element(By.ID, "node-search")
         search.send_keys("WEB-02")
-        search.submit()
+        with page_change(driver):
+            search.submit()
         names = [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#node-table td.node-name")]
         assert names == ["web-02.example.com"]
         screenshot(driver, "05-server-node-search")
@@ -124,17 +127,20 @@ def test_console_in_a_browser(fleet):
         assert "before the upgrade" in driver.find_element(By.ID, "backup-table").text
         screenshot(driver, "06-server-chef")
 
-        driver.find_element(By.LINK_TEXT, "Expiring certificates").click()
+        with page_change(driver):
+            driver.find_element(By.LINK_TEXT, "Expiring certificates").click()
         row = driver.find_element(By.XPATH, f"//table[@id='expiring-table']//tr[td[normalize-space()='{SHORT_LIVED}']]")
         assert row.get_attribute("class") == "expiring"
         background = row.find_element(By.TAG_NAME, "td").value_of_css_property("background-color")
         assert background not in ("rgba(0, 0, 0, 0)", "transparent"), background  # highlighted
         screenshot(driver, "07-certificates")
 
-        driver.find_element(By.LINK_TEXT, "Find a node").click()
+        with page_change(driver):
+            driver.find_element(By.LINK_TEXT, "Find a node").click()
         box = driver.find_element(By.ID, "search-text")
         box.send_keys("db-01")
-        box.submit()
+        with page_change(driver):
+            box.submit()
         found = driver.find_element(By.XPATH, f"//table[contains(@class,'search-results')]//tr[td[normalize-space()='{REVOKED_NODE}']]")
         assert "revoked" in found.text and found.get_attribute("class") == "is-revoked"
         screenshot(driver, "08-search")
@@ -147,7 +153,8 @@ def test_console_in_a_browser(fleet):
         assert httpx.get(f"{server.url}/console/servers/us-east-1/{puppet}", cookies=session).status_code == 200
         screenshot(driver, "09-other-account-not-found")
 
-        driver.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
+        with page_change(driver):
+            driver.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
         assert driver.current_url.endswith("/console/sign-in") and driver.get_cookie("opscm_console") is None
         driver.get(server.url + "/console")
         assert driver.current_url.endswith("/console/sign-in")

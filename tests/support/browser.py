@@ -53,6 +53,19 @@ def chromium() -> Iterator:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def page_change(driver, timeout: float = 30) -> Iterator[None]:
+    """Wait, after the block, until the page it led to has replaced the current one (a click on
+    a link or a form returns before the browser has navigated; a busy machine shows it)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element("tag name", "html")
+    yield
+    WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def screenshot(driver, name: str) -> Path:
     """The whole page as ``test-artifacts/console/<name>.png``; prints the path."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
