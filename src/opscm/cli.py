@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from . import spec
 from .cli_credentials import add_credentials_parser
+from .cli_env import with_environment
 from .cli_puppetserver import add_puppetserver_parser
 from .domain.regions import OPSWORKS_CM_REGIONS, check_regions
 from .crl_sync import add_crl_sync_parser
@@ -21,7 +23,21 @@ DEFAULT_PORT = 4580
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    return args.run(args)
+
+
+def parse_args(argv: list[str], environ) -> argparse.Namespace:
+    """The command line; ``serve``'s options not given there come from ``OPSCM_<OPTION>`` variables."""
+    parser, serve = _parsers()
+    if argv[:1] == ["serve"]:
+        argv = ["serve", *with_environment(serve, argv[1:], environ)]
+    return parser.parse_args(argv)
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(prog="opscm", description="Self-hosted AWS OpsWorks CM API.")
+    parser.add_argument("--version", action="version", version=f"opscm {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the OpsWorks CM API")
@@ -97,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     add_credentials_parser(commands)
     add_puppetserver_parser(commands)
     add_crl_sync_parser(commands)
-
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return parser, serve
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -161,7 +175,7 @@ def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoin
     throttled = args.throttle or args.throttle_rate is not None or args.throttle_burst is not None
     settings = Settings(
         data_dir=data_dir,
-        database_url=args.database_url or os.environ.get("OPSCM_DATABASE_URL"),
+        database_url=args.database_url,
         endpoint_host=endpoint_host,
         public_url=args.public_url or url,
         api_url=args.api_url or args.public_url or url,
@@ -207,14 +221,24 @@ def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoin
     return supervisor.run(ready)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("opscm")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: no package metadata)"
+
+
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _positive(kind):
     def parse(text: str):
-        value = kind(text)
-        if not value > 0:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
             raise argparse.ArgumentTypeError(f"{text} is not a positive number")
         return value
 
