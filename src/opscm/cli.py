@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import logging
 import os
 import shutil
 import socket
@@ -78,6 +77,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--event-retention-days", type=_positive(float), default=90.0, help="days events are kept (default 90)"
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument(
+        "--log-format", default="text", choices=("text", "json"), help="json: one JSON object per line (default text)"
+    )
     tls = serve.add_mutually_exclusive_group()
     tls.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM; with --tls-key)")
     tls.add_argument(
@@ -122,18 +124,19 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import tls
     from .app.config import Config, ConfigError, load_config
     from .app.data_dir import DataDirError, prepare_data_dir
+    from .app.logs import configure_logging, console
     from .app.serving import make_listener
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at each start
+    configure_logging(args.log_level, args.log_format)
+    say = console()
     if bool(args.tls_cert) != bool(args.tls_key):
-        print("opscm: --tls-cert and --tls-key go together", file=sys.stderr)
+        say.error("--tls-cert and --tls-key go together")
         return 2
     # Everything that can be wrong with the command line is found before the store is opened.
     try:
         config = load_config(args.config) if args.config else Config()
         for warning in config.warnings:
-            print(f"opscm: warning: {warning}", file=sys.stderr)
+            say.warning(f"warning: {warning}")
         prepare_data_dir(args.data_dir)
         host = _url_host(args.host)
         endpoint_host = args.endpoint_host or host
@@ -145,12 +148,12 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             tls_files = None
     except (ConfigError, DataDirError, tls.TlsError) as error:
-        print(f"opscm: {error}", file=sys.stderr)
+        say.error(str(error))
         return 1
     try:
         listener = make_listener(args.host, args.port)
     except OSError as error:
-        print(f"opscm: cannot listen on {args.host}:{args.port}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
+        say.error(f"cannot listen on {args.host}:{args.port}: {(error.strerror or str(error)).lower()}")
         return 1
     url = f"{'https' if tls_files else 'http'}://{host}:{listener.getsockname()[1]}"
     try:
@@ -158,15 +161,16 @@ def _serve(args: argparse.Namespace) -> int:
     except SQLAlchemyError as error:
         # The driver's first line says what is wrong (never SQL parameters: they are hidden).
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        print(f"opscm: cannot open the database: {reason}", file=sys.stderr)
+        say.error(f"cannot open the database: {reason}")
     except OSError as error:
         where = f" {error.filename}" if error.filename else ""
-        print(f"opscm: cannot start:{where}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
+        say.error(f"cannot start:{where}: {(error.strerror or str(error)).lower()}")
     return 1
 
 
 def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoint_host: str, tls_files) -> int:
     from .app.composition import Application, Settings
+    from .app.logs import console
     from .app.serving import HttpOptions, Supervisor, run_worker
     from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
     from .service.retention import Retention
@@ -201,21 +205,21 @@ def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoin
         app.recover_interrupted_work()
     finally:
         app.close()
+    say = console()
     credentials = (data_dir / "credentials").resolve()
     if created:
-        print(f"opscm: admin credentials written to {credentials}", flush=True)
+        say.info(f"admin credentials written to {credentials}")
     options = HttpOptions(
         max_connections=args.max_connections,
         keep_alive=args.keep_alive,
         header_timeout=args.body_timeout,
         tls=tls_files,
-        log_level=args.log_level,
     )
 
     def ready() -> None:
         if tls_files and tls_files.self_signed:
-            print(f"opscm: self-signed TLS certificate: {tls_files.cert.resolve()} (AWS_CA_BUNDLE)", flush=True)
-        print(f"opscm: serving on {url} (credentials: {credentials})", flush=True)
+            say.info(f"self-signed TLS certificate: {tls_files.cert.resolve()} (AWS_CA_BUNDLE)")
+        say.info(f"serving on {url} (credentials: {credentials})")
 
     supervisor = Supervisor(args.workers, lambda _index, on_ready: run_worker(settings, options, listener, on_ready))
     return supervisor.run(ready)

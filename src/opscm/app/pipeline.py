@@ -126,7 +126,7 @@ class Pipeline:
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = _request_id()
         started = time.perf_counter()
-        operation_name = "-"
+        operation_name, outcome = "-", "success"
         try:
             caller, key = self._authenticate(request)
             if self._throttle is not None and not self._throttle.take(caller.account_id):
@@ -152,17 +152,20 @@ class Pipeline:
             response = self.protocol.response(operation, result, request_id)
         except ApiError as error:
             response = self.protocol.error_response(error, request_id)
-            operation_name += f" {error.code}"
+            outcome = error.code
         except Exception as failure:  # noqa: BLE001 - a bug must answer JSON, not drop the connection
             error = storage_failure(failure)
             if error is not None:
                 log.error("request %s (%s): %s", request_id, operation_name, error.message)
-                operation_name += f" {error.code}"
             else:
                 log.exception("request %s (%s) failed", request_id, operation_name)
                 error = ApiError("InternalFailure", "The request processing has failed because of an unknown error.", 500)
+            outcome = error.code
             response = self.protocol.error_response(error, request_id)
-        log.info(
-            "%s %s %d %.1fms", request_id, operation_name, response.status, (time.perf_counter() - started) * 1000
-        )
+        seconds = time.perf_counter() - started
+        if log.isEnabledFor(logging.INFO):
+            shown = operation_name if outcome == "success" else f"{operation_name} {outcome}"
+            fields = {"request_id": request_id, "operation": operation_name, "outcome": outcome,
+                      "status": response.status, "duration_ms": round(seconds * 1000, 1)}  # JSON logs' own fields
+            log.info("%s %s %d %.1fms", request_id, shown, response.status, seconds * 1000, extra=fields)
         return response

@@ -45,7 +45,6 @@ class HttpOptions:
     keep_alive: float = 5.0  # seconds an idle connection is kept between requests
     header_timeout: float = 30.0  # seconds a request's head may take once it has begun
     tls: TlsFiles | None = None
-    log_level: str = "info"
 
 
 def make_listener(host: str, port: int) -> socket.socket:
@@ -134,7 +133,8 @@ def uvicorn_config(asgi, options: HttpOptions) -> uvicorn.Config:
         ws="none",
         lifespan="off",
         access_log=False,
-        log_level=options.log_level,
+        log_config=None,  # opscm's logging, set up once (app/logs.py), holds for uvicorn's loggers too
+        log_level=None,
         limit_concurrency=options.max_connections,
         timeout_keep_alive=options.keep_alive,  # type: ignore[arg-type]  # seconds, a float is fine
         timeout_graceful_shutdown=STOP_GRACE_SECONDS - 5,  # type: ignore[arg-type]
