@@ -21,6 +21,7 @@ from opscm.service.operations import OPERATIONS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
 from opscm.store.database import migrate, open_database, sqlite_url
+from opscm.store.schema_version import schema_problem
 from opscm.service.server_cache import ServerCache
 from opscm.store.sql import SqlChefClients, SqlPuppetCas
 from opscm.store.unit_of_work import SqlUnitOfWorkFactory, WriterGate
@@ -29,6 +30,7 @@ from .asgi import ca_api_prefix, create_asgi_app
 from .backends import remote_engines
 from .config import Backend
 from .credentials import KeyRing, ensure_admin
+from .health import Readiness, health_routes
 from .job_runner import JobRunner, PeriodicTask
 from .leadership import Election, LeadershipLock
 from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
@@ -149,7 +151,8 @@ class Application:
         throttle = TokenBuckets(settings.throttle_rate, settings.throttle_burst) if settings.throttle_rate else None
         self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle)
         body_limits = BodyLimits(settings.body_timeout, BodyBudget(settings.body_buffer_bytes))
-        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits)
+        routes = health_routes(Readiness(lambda: schema_problem(self.database)))
+        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits, extra_routes=routes)
         self._election: Election | None = None
 
     def ensure_admin_credentials(self) -> Path | None:
