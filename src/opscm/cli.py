@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import os
 import shutil
@@ -80,6 +81,10 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     serve.add_argument(
         "--log-format", default="text", choices=("text", "json"), help="json: one JSON object per line (default text)"
     )
+    serve.add_argument("--metrics", default="on", choices=("on", "off"), help="Prometheus metrics at /metrics (default on)")
+    serve.add_argument(
+        "--metrics-port", type=_port, help="serve /metrics on this port instead of the API's (0 picks a free one)"
+    )
     tls = serve.add_mutually_exclusive_group()
     tls.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM; with --tls-key)")
     tls.add_argument(
@@ -150,14 +155,20 @@ def _serve(args: argparse.Namespace) -> int:
     except (ConfigError, DataDirError, tls.TlsError) as error:
         say.error(str(error))
         return 1
+    metrics_port = args.metrics_port if args.metrics == "on" else None
+    listeners = []
+    for port in (args.port, metrics_port):
+        if port is None:
+            continue
+        try:
+            listeners.append(make_listener(args.host, port))
+        except OSError as error:
+            say.error(f"cannot listen on {args.host}:{port}: {(error.strerror or str(error)).lower()}")
+            return 1
+    scheme = "https" if tls_files else "http"
+    urls = [f"{scheme}://{host}:{listener.getsockname()[1]}" for listener in listeners]
     try:
-        listener = make_listener(args.host, args.port)
-    except OSError as error:
-        say.error(f"cannot listen on {args.host}:{args.port}: {(error.strerror or str(error)).lower()}")
-        return 1
-    url = f"{'https' if tls_files else 'http'}://{host}:{listener.getsockname()[1]}"
-    try:
-        return _start_serving(args, config, listener, url, endpoint_host, tls_files)
+        return _start_serving(args, config, listeners, urls, endpoint_host, tls_files)
     except SQLAlchemyError as error:
         # The driver's first line says what is wrong (never SQL parameters: they are hidden).
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
@@ -168,7 +179,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 1
 
 
-def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoint_host: str, tls_files) -> int:
+def _start_serving(args: argparse.Namespace, config, listeners, urls: list[str], endpoint_host: str, tls_files) -> int:
+    from .app import metrics
     from .app.composition import Application, Settings
     from .app.logs import console
     from .app.serving import HttpOptions, Supervisor, run_worker
@@ -176,6 +188,7 @@ def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoin
     from .service.retention import Retention
 
     data_dir: Path = args.data_dir
+    url = urls[0]
     throttled = args.throttle or args.throttle_rate is not None or args.throttle_burst is not None
     settings = Settings(
         data_dir=data_dir,
@@ -197,9 +210,11 @@ def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoin
         api_ca_pem=tls_files.ca_pem() if tls_files else None,
         body_timeout=args.body_timeout,
         body_buffer_bytes=args.body_buffer_mib * 1024 * 1024,
+        metrics=args.metrics == "on",
+        metrics_apart=len(listeners) > 1,
     )
-    # Schema, admin key and crash recovery once, before any worker exists.
-    app = Application(settings)
+    # Schema, admin key and crash recovery once, before any worker exists (and counts nothing).
+    app = Application(dataclasses.replace(settings, metrics=False))
     try:
         created = app.ensure_admin_credentials()
         app.recover_interrupted_work()
@@ -215,14 +230,26 @@ def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoin
         header_timeout=args.body_timeout,
         tls=tls_files,
     )
+    # Before the fork: every worker counts into files of one directory, and each scrape sums them.
+    shared = metrics.share_between_processes() if settings.metrics else None
 
     def ready() -> None:
         if tls_files and tls_files.self_signed:
             say.info(f"self-signed TLS certificate: {tls_files.cert.resolve()} (AWS_CA_BUNDLE)")
+        if settings.metrics_apart:
+            say.info(f"metrics on {urls[1]}/metrics")
         say.info(f"serving on {url} (credentials: {credentials})")
 
-    supervisor = Supervisor(args.workers, lambda _index, on_ready: run_worker(settings, options, listener, on_ready))
-    return supervisor.run(ready)
+    supervisor = Supervisor(
+        args.workers,
+        lambda _index, on_ready: run_worker(settings, options, listeners, on_ready),
+        on_worker_exit=shared.worker_ended if shared else None,
+    )
+    try:
+        return supervisor.run(ready)
+    finally:
+        if shared:
+            shared.close()
 
 
 def _version() -> str:
@@ -230,6 +257,12 @@ def _version() -> str:
         return importlib.metadata.version("opscm")
     except importlib.metadata.PackageNotFoundError:
         return "(not installed: no package metadata)"
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
 
 
 def _cpu_count() -> int:

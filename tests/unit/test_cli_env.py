@@ -31,7 +31,7 @@ def _refusal(argv=(), **environ) -> str:
 def test_every_option_has_its_variable():
     _, serve = _parsers()
     names = {name for _, name in environment_options(serve)}
-    assert {"OPSCM_PORT", "OPSCM_DATA_DIR", "OPSCM_TLS_SELF_SIGNED", "OPSCM_DATABASE_URL"} <= names
+    assert {"OPSCM_PORT", "OPSCM_DATA_DIR", "OPSCM_TLS_SELF_SIGNED", "OPSCM_DATABASE_URL", "OPSCM_METRICS_PORT"} <= names
     assert len(names) == len([a for a in serve._actions if a.option_strings and a.dest != "help"])
 
 
@@ -64,7 +64,7 @@ def test_a_flag_with_another_word_is_refused():
 
 
 @pytest.mark.parametrize("option, value", [("--port", "abc"), ("--log-level", "loud"), ("--workers", "0"),
-                                           ("--regions", "not a region")])
+                                           ("--metrics", "maybe"), ("--metrics-port", "70000"), ("--regions", "not a region")])
 def test_a_bad_value_gets_the_command_lines_error(option, value):
     from_environment = _refusal(**{"OPSCM_" + option[2:].upper().replace("-", "_"): value})
     assert from_environment == _refusal([option, value])

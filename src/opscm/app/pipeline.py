@@ -26,6 +26,8 @@ log = logging.getLogger("opscm.requests")
 Handler = Callable[[Dependencies, Caller, dict], dict]
 # The caller, and the key it signed with (None: anything is allowed, as in the mock).
 Authenticate = Callable[[HttpRequest], tuple[Caller, AccessKey | None]]
+# Told of each answered request: operation ("-" if not known), outcome ("success" or the error code), seconds.
+ObserveRequest = Callable[[str, str, float], None]
 
 
 def _request_id() -> str:
@@ -116,12 +118,14 @@ class Pipeline:
         deps: Dependencies,
         authenticate: Authenticate,
         throttle: TokenBuckets | None = None,
+        observe: ObserveRequest | None = None,
     ):
         self.protocol = protocol
         self._operations = operations
         self._deps = deps
         self._authenticate = authenticate
         self._throttle = throttle
+        self._observe = observe
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = _request_id()
@@ -163,6 +167,8 @@ class Pipeline:
             outcome = error.code
             response = self.protocol.error_response(error, request_id)
         seconds = time.perf_counter() - started
+        if self._observe is not None:
+            self._observe(operation_name, outcome, seconds)
         if log.isEnabledFor(logging.INFO):
             shown = operation_name if outcome == "success" else f"{operation_name} {outcome}"
             fields = {"request_id": request_id, "operation": operation_name, "outcome": outcome,

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from opscm.engines.ports import CaRecord, CertificateRecord, PuppetCaState, RevocationState
 
@@ -105,6 +105,12 @@ class SqlPuppetCas(Repository):
         c = t.puppet_certificates.c
         rows = self._db.execute(select(*_CERT_COLUMNS).where(c.server_id == server_id).order_by(c.serial))
         return [CertificateRecord(*row) for row in rows]
+
+    def soonest_expiry(self, server_id: str, *, after: datetime) -> datetime | None:
+        c = t.puppet_certificates.c
+        return self._db.scalar(
+            select(func.min(c.not_after)).where(c.server_id == server_id, c.revoked_at.is_(None), c.not_after > after)
+        )
 
     def expired(self, server_id: str, now: datetime) -> list[CertificateRecord]:
         c = t.puppet_certificates.c
