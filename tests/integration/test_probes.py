@@ -45,6 +45,8 @@ def test_a_dropped_postgresql_database_is_not_ready(tmp_path):
                 answer = httpx.get(f"{server.url}/readyz", timeout=30)
                 assert (answer.status_code, answer.text) == (503, "not ready: the database does not answer\n")
                 assert httpx.get(f"{server.url}/healthz").status_code == 200
+                scrape = httpx.get(f"{server.url}/metrics", timeout=30)  # the counters, without the store's gauges
+                assert scrape.status_code == 200 and "opscm_worker_processes 1.0" in scrape.text and "opscm_servers" not in scrape.text
 
                 admin.execute(f"CREATE DATABASE {name}")  # answers again, but empty: no schema
                 answer = httpx.get(f"{server.url}/readyz", timeout=30)

@@ -16,6 +16,7 @@ account and region, which ``--server-limit`` bounds.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ from opscm.domain.servers import SUPPORTED_ENGINES, ServerStatus
 from opscm.service.monitoring import StoreFigures
 from opscm.service.ports import Applied
 
+log = logging.getLogger(__name__)
 # prometheus-client's own variable: where the processes' files are (set it to keep them on a tmpfs).
 SHARED_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # From a token poll (~1 ms) to a Puppet server's creation with a 4096-bit CA (seconds).
@@ -126,7 +128,11 @@ class StoreCollector:
         self._store_figures = store_figures
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        figures = self._store_figures()
+        try:
+            figures = self._store_figures()
+        except Exception as error:  # noqa: BLE001 - the counters are still worth a scrape
+            log.warning("/metrics without the store's figures: %s", (str(error).strip() or type(error).__name__).splitlines()[0])
+            return
         servers = GaugeMetricFamily("opscm_servers", "Servers by engine and status.", labels=["engine", "status"])
         counts = {(engine, str(status)): 0 for engine in SUPPORTED_ENGINES for status in ServerStatus}
         for server in figures.servers:
