@@ -213,7 +213,7 @@ class CertificateStatus:
     """What monitoring tells of a CA opscm keeps."""
 
     soonest_expiry: datetime | None  # the first end of validity: the CA's or a certificate in force
-    crl_issued_at: datetime | None  # when the CRL in force was signed (its thisUpdate)
+    crl_issued_at: datetime | None  # when the CRL in force was signed
 
 
 class Telemetry(Protocol):
