@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import dataclasses
+import importlib.metadata
 import os
 import shutil
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from . import spec
 from .cli_credentials import add_credentials_parser
+from .cli_env import with_environment
 from .cli_puppetserver import add_puppetserver_parser
 from .domain.regions import OPSWORKS_CM_REGIONS, check_regions
 from .crl_sync import add_crl_sync_parser
@@ -21,7 +23,21 @@ DEFAULT_PORT = 4580
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    return args.run(args)
+
+
+def parse_args(argv: list[str], environ) -> argparse.Namespace:
+    """The command line; ``serve``'s options not given there come from ``OPSCM_<OPTION>`` variables."""
+    parser, serve = _parsers()
+    if argv[:1] == ["serve"]:
+        argv = ["serve", *with_environment(serve, argv[1:], environ)]
+    return parser.parse_args(argv)
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(prog="opscm", description="Self-hosted AWS OpsWorks CM API.")
+    parser.add_argument("--version", action="version", version=f"opscm {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the OpsWorks CM API")
@@ -62,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         "--event-retention-days", type=_positive(float), default=90.0, help="days events are kept (default 90)"
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument(
+        "--log-format", default="text", choices=("text", "json"), help="json: one JSON object per line (default text)"
+    )
+    serve.add_argument("--metrics", default="on", choices=("on", "off"), help="Prometheus metrics at /metrics (default on)")
+    serve.add_argument(
+        "--metrics-port", type=_port, help="serve /metrics on this port instead of the API's (0 picks a free one)"
+    )
     tls = serve.add_mutually_exclusive_group()
     tls.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM; with --tls-key)")
     tls.add_argument(
@@ -97,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     add_credentials_parser(commands)
     add_puppetserver_parser(commands)
     add_crl_sync_parser(commands)
-
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return parser, serve
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -108,18 +129,19 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import tls
     from .app.config import Config, ConfigError, load_config
     from .app.data_dir import DataDirError, prepare_data_dir
+    from .app.logs import configure_logging, console
     from .app.serving import make_listener
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at each start
+    configure_logging(args.log_level, args.log_format)
+    say = console()
     if bool(args.tls_cert) != bool(args.tls_key):
-        print("opscm: --tls-cert and --tls-key go together", file=sys.stderr)
+        say.error("--tls-cert and --tls-key go together")
         return 2
     # Everything that can be wrong with the command line is found before the store is opened.
     try:
         config = load_config(args.config) if args.config else Config()
         for warning in config.warnings:
-            print(f"opscm: warning: {warning}", file=sys.stderr)
+            say.warning(f"warning: {warning}")
         prepare_data_dir(args.data_dir)
         host = _url_host(args.host)
         endpoint_host = args.endpoint_host or host
@@ -131,37 +153,46 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             tls_files = None
     except (ConfigError, DataDirError, tls.TlsError) as error:
-        print(f"opscm: {error}", file=sys.stderr)
+        say.error(str(error))
         return 1
+    metrics_port = args.metrics_port if args.metrics == "on" else None
+    listeners = []
+    for port in (args.port, metrics_port):
+        if port is None:
+            continue
+        try:
+            listeners.append(make_listener(args.host, port))
+        except OSError as error:
+            say.error(f"cannot listen on {args.host}:{port}: {(error.strerror or str(error)).lower()}")
+            return 1
+    scheme = "https" if tls_files else "http"
+    urls = [f"{scheme}://{host}:{listener.getsockname()[1]}" for listener in listeners]
     try:
-        listener = make_listener(args.host, args.port)
-    except OSError as error:
-        print(f"opscm: cannot listen on {args.host}:{args.port}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
-        return 1
-    url = f"{'https' if tls_files else 'http'}://{host}:{listener.getsockname()[1]}"
-    try:
-        return _start_serving(args, config, listener, url, endpoint_host, tls_files)
+        return _start_serving(args, config, listeners, urls, endpoint_host, tls_files)
     except SQLAlchemyError as error:
         # The driver's first line says what is wrong (never SQL parameters: they are hidden).
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        print(f"opscm: cannot open the database: {reason}", file=sys.stderr)
+        say.error(f"cannot open the database: {reason}")
     except OSError as error:
         where = f" {error.filename}" if error.filename else ""
-        print(f"opscm: cannot start:{where}: {(error.strerror or str(error)).lower()}", file=sys.stderr)
+        say.error(f"cannot start:{where}: {(error.strerror or str(error)).lower()}")
     return 1
 
 
-def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoint_host: str, tls_files) -> int:
+def _start_serving(args: argparse.Namespace, config, listeners, urls: list[str], endpoint_host: str, tls_files) -> int:
+    from .app import metrics
     from .app.composition import Application, Settings
+    from .app.logs import console
     from .app.serving import HttpOptions, Supervisor, run_worker
     from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
     from .service.retention import Retention
 
     data_dir: Path = args.data_dir
+    url = urls[0]
     throttled = args.throttle or args.throttle_rate is not None or args.throttle_burst is not None
     settings = Settings(
         data_dir=data_dir,
-        database_url=args.database_url or os.environ.get("OPSCM_DATABASE_URL"),
+        database_url=args.database_url,
         endpoint_host=endpoint_host,
         public_url=args.public_url or url,
         api_url=args.api_url or args.public_url or url,
@@ -179,32 +210,59 @@ def _start_serving(args: argparse.Namespace, config, listener, url: str, endpoin
         api_ca_pem=tls_files.ca_pem() if tls_files else None,
         body_timeout=args.body_timeout,
         body_buffer_bytes=args.body_buffer_mib * 1024 * 1024,
+        metrics=args.metrics == "on",
+        metrics_apart=len(listeners) > 1,
     )
-    # Schema, admin key and crash recovery once, before any worker exists.
-    app = Application(settings)
+    # Schema, admin key and crash recovery once, before any worker exists (and counts nothing).
+    app = Application(dataclasses.replace(settings, metrics=False))
     try:
         created = app.ensure_admin_credentials()
         app.recover_interrupted_work()
     finally:
         app.close()
+    say = console()
     credentials = (data_dir / "credentials").resolve()
     if created:
-        print(f"opscm: admin credentials written to {credentials}", flush=True)
+        say.info(f"admin credentials written to {credentials}")
     options = HttpOptions(
         max_connections=args.max_connections,
         keep_alive=args.keep_alive,
         header_timeout=args.body_timeout,
         tls=tls_files,
-        log_level=args.log_level,
     )
+    # Before the fork: every worker counts into files of one directory, and each scrape sums them.
+    shared = metrics.share_between_processes() if settings.metrics else None
 
     def ready() -> None:
         if tls_files and tls_files.self_signed:
-            print(f"opscm: self-signed TLS certificate: {tls_files.cert.resolve()} (AWS_CA_BUNDLE)", flush=True)
-        print(f"opscm: serving on {url} (credentials: {credentials})", flush=True)
+            say.info(f"self-signed TLS certificate: {tls_files.cert.resolve()} (AWS_CA_BUNDLE)")
+        if settings.metrics_apart:
+            say.info(f"metrics on {urls[1]}/metrics")
+        say.info(f"serving on {url} (credentials: {credentials})")
 
-    supervisor = Supervisor(args.workers, lambda _index, on_ready: run_worker(settings, options, listener, on_ready))
-    return supervisor.run(ready)
+    supervisor = Supervisor(
+        args.workers,
+        lambda _index, on_ready: run_worker(settings, options, listeners, on_ready),
+        on_worker_exit=shared.worker_ended if shared else None,
+    )
+    try:
+        return supervisor.run(ready)
+    finally:
+        if shared:
+            shared.close()
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("opscm")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: no package metadata)"
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
 
 
 def _cpu_count() -> int:
@@ -213,8 +271,11 @@ def _cpu_count() -> int:
 
 def _positive(kind):
     def parse(text: str):
-        value = kind(text)
-        if not value > 0:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
             raise argparse.ArgumentTypeError(f"{text} is not a positive number")
         return value
 

@@ -21,7 +21,8 @@ from opscm.domain.regions import OPSWORKS_CM_REGIONS
 
 # The session server's regions: AWS's, and some that modules use to keep their counts apart.
 TEST_REGIONS = (*OPSWORKS_CM_REGIONS, "eu-north-1", "ca-central-1", "ap-south-1", "sa-east-1", "af-south-1")
-READY = re.compile(r"opscm: serving on (?P<url>https?://\S+) \(credentials: (?P<credentials>.+)\)")
+# The ready line, as text or as the message of a JSON line (--log-format json).
+READY = re.compile(r"(?:opscm: |\"message\": \")serving on (?P<url>https?://\S+) \(credentials: (?P<credentials>.+)\)")
 # The request log: "<time> INFO opscm.requests: <request id> <operation>[ <error code>] <status> <ms>ms".
 REQUEST_LOGGED = re.compile(r"opscm\.requests: (?P<id>\S+) (?P<operation>\S+) (?:\S+ )?\d{3} [\d.]+ms$")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,13 +15,14 @@ from opscm.engines.builtin_chef import BuiltinChef
 from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.protocol.json11 import JsonProtocol
 from opscm.service.context import Dependencies, Limits
-from opscm.service.ports import Clock
-from opscm.service import health, retention, schedule, updates
+from opscm.service.ports import Clock, NoTelemetry
+from opscm.service import health, monitoring, retention, schedule, updates
 from opscm.service.retention import Retention
 from opscm.service.operations import OPERATIONS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
 from opscm.store.database import migrate, open_database, sqlite_url
+from opscm.store.schema_version import schema_problem
 from opscm.service.server_cache import ServerCache
 from opscm.store.sql import SqlChefClients, SqlPuppetCas
 from opscm.store.unit_of_work import SqlUnitOfWorkFactory, WriterGate
@@ -30,8 +32,10 @@ from .backends import remote_engines
 from .console import console_routes
 from .config import Backend
 from .credentials import KeyRing, ensure_admin
+from .health import Readiness, health_routes
 from .job_runner import JobRunner, PeriodicTask
 from .leadership import Election, LeadershipLock
+from .metrics import Metrics
 from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
 from .secret_box import AesGcmBox, derive_key, load_master_key
 from .request_body import DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_TIMEOUT, BodyBudget, BodyLimits
@@ -73,6 +77,10 @@ class Settings:
     # progress may hold in one process.
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     body_buffer_bytes: int = DEFAULT_BODY_BUFFER_BYTES
+    # Prometheus metrics (opscm serve): counted, and served at /metrics on the API's port, or
+    # apart (``metrics_asgi``, served on a port of its own).
+    metrics: bool = False
+    metrics_apart: bool = False
 
 
 def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, bytes]:
@@ -100,6 +108,7 @@ class Application:
         self.database, uow, master_key = open_store(settings)
         self.secret_box = AesGcmBox(master_key)
         self.jobs = JobRunner(settings.job_workers)
+        self.metrics = Metrics() if settings.metrics else None
         engines = {
             "Puppet": BuiltinPuppet(
                 uow=uow,
@@ -133,6 +142,7 @@ class Application:
             ),
             api_url=settings.api_url or settings.public_url,
             api_ca_pem=settings.api_ca_pem,
+            telemetry=self.metrics or NoTelemetry(),
         )
         self.jobs.bind(self.deps)
         tasks = [
@@ -148,10 +158,19 @@ class Application:
         else:
             authenticate = TrustingAuthenticator(settings.mock_account_id, settings.mock_region, regions)
         throttle = TokenBuckets(settings.throttle_rate, settings.throttle_burst) if settings.throttle_rate else None
-        self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle)
+        observe = self.metrics.observe_request if self.metrics else None
+        self.pipeline = Pipeline(JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle, observe)
         body_limits = BodyLimits(settings.body_timeout, BodyBudget(settings.body_buffer_bytes))
-        console = console_routes(self.deps, KeyRing(uow, self.secret_box, ttl=0), derive_key(master_key, "console"), regions)
-        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits, extra_routes=console)
+        routes = health_routes(Readiness(lambda: schema_problem(self.database)))
+        self.metrics_asgi = None
+        if self.metrics is not None:
+            figures = functools.partial(monitoring.store_figures, self.deps)
+            if settings.metrics_apart:
+                self.metrics_asgi = self.metrics.app(figures)
+            else:
+                routes += self.metrics.routes(figures)
+        routes += console_routes(self.deps, KeyRing(uow, self.secret_box, ttl=0), derive_key(master_key, "console"), regions)
+        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits, extra_routes=routes)
         self._election: Election | None = None
 
     def ensure_admin_credentials(self) -> Path | None:

@@ -27,6 +27,8 @@ log = logging.getLogger("opscm.requests")
 Handler = Callable[[Dependencies, Caller, dict], dict]
 # The caller, and the key it signed with (None: anything is allowed, as in the mock).
 Authenticate = Callable[[HttpRequest], tuple[Caller, AccessKey | None]]
+# Told of each answered request: operation ("-" if not known), outcome ("success" or the error code), seconds.
+ObserveRequest = Callable[[str, str, float], None]
 
 
 def _request_id() -> str:
@@ -119,17 +121,19 @@ class Pipeline:
         deps: Dependencies,
         authenticate: Authenticate,
         throttle: TokenBuckets | None = None,
+        observe: ObserveRequest | None = None,
     ):
         self.protocol = protocol
         self._operations = operations
         self._deps = deps
         self._authenticate = authenticate
         self._throttle = throttle
+        self._observe = observe
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = _request_id()
         started = time.perf_counter()
-        operation_name = "-"
+        operation_name, outcome = "-", "success"
         try:
             caller, key = self._authenticate(request)
             if self._throttle is not None and not self._throttle.take(caller.account_id):
@@ -155,17 +159,22 @@ class Pipeline:
             response = self.protocol.response(operation, result, request_id)
         except ApiError as error:
             response = self.protocol.error_response(error, request_id)
-            operation_name += f" {error.code}"
+            outcome = error.code
         except Exception as failure:  # noqa: BLE001 - a bug must answer JSON, not drop the connection
             error = storage_failure(failure)
             if error is not None:
                 log.error("request %s (%s): %s", request_id, operation_name, error.message)
-                operation_name += f" {error.code}"
             else:
                 log.exception("request %s (%s) failed", request_id, operation_name)
                 error = ApiError("InternalFailure", "The request processing has failed because of an unknown error.", 500)
+            outcome = error.code
             response = self.protocol.error_response(error, request_id)
-        log.info(
-            "%s %s %d %.1fms", request_id, operation_name, response.status, (time.perf_counter() - started) * 1000
-        )
+        seconds = time.perf_counter() - started
+        if self._observe is not None:
+            self._observe(operation_name, outcome, seconds)
+        if log.isEnabledFor(logging.INFO):
+            shown = operation_name if outcome == "success" else f"{operation_name} {outcome}"
+            fields = {"request_id": request_id, "operation": operation_name, "outcome": outcome,
+                      "status": response.status, "duration_ms": round(seconds * 1000, 1)}  # JSON logs' own fields
+            log.info("%s %s %d %.1fms", request_id, shown, response.status, seconds * 1000, extra=fields)
         return response

@@ -45,7 +45,6 @@ class HttpOptions:
     keep_alive: float = 5.0  # seconds an idle connection is kept between requests
     header_timeout: float = 30.0  # seconds a request's head may take once it has begun
     tls: TlsFiles | None = None
-    log_level: str = "info"
 
 
 def make_listener(host: str, port: int) -> socket.socket:
@@ -134,7 +133,8 @@ def uvicorn_config(asgi, options: HttpOptions) -> uvicorn.Config:
         ws="none",
         lifespan="off",
         access_log=False,
-        log_level=options.log_level,
+        log_config=None,  # opscm's logging, set up once (app/logs.py), holds for uvicorn's loggers too
+        log_level=None,
         limit_concurrency=options.max_connections,
         timeout_keep_alive=options.keep_alive,  # type: ignore[arg-type]  # seconds, a float is fine
         timeout_graceful_shutdown=STOP_GRACE_SECONDS - 5,  # type: ignore[arg-type]
@@ -158,27 +158,50 @@ class ServingServer(uvicorn.Server):
             self._on_ready()
 
 
-def run_worker(settings: Settings, options: HttpOptions, listener: socket.socket, on_ready: Callable[[], None]) -> int:
-    """One worker process: its own Application on the shared socket (returns its exit status)."""
+def run_worker(
+    settings: Settings, options: HttpOptions, listeners: list[socket.socket], on_ready: Callable[[], None]
+) -> int:
+    """One worker process: its own Application on the shared sockets (returns its exit status):
+    the API's, and the metrics port's when there is one."""
     app = Application(settings)
+    asgi = app.asgi
+    if len(listeners) > 1:
+        asgi = by_local_port({listeners[1].getsockname()[1]: app.metrics_asgi}, app.asgi)
     app.start(leadership=lock_for(app.database, settings.data_dir))
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, to the handler found at
     # start: a handler that ignores it turns a requested stop into a clean exit.
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, lambda *_: None)
     try:
-        ServingServer(uvicorn_config(app.asgi, options), on_ready).run(sockets=[listener])
+        ServingServer(uvicorn_config(asgi, options), on_ready).run(sockets=listeners)
     finally:
         app.close()
     return 0
 
 
-class Supervisor:
-    """Keeps ``count`` workers forked from this process; ``work(index, on_ready)`` runs in each."""
+def by_local_port(apps: dict[int, Callable], default: Callable) -> Callable:
+    """One ASGI app per listening port (uvicorn serves every socket it is given with one app)."""
 
-    def __init__(self, count: int, work: Callable[[int, Callable[[], None]], int]):
+    async def route(scope, receive, send) -> None:
+        server = scope.get("server")
+        await apps.get(server[1] if server else None, default)(scope, receive, send)
+
+    return route
+
+
+class Supervisor:
+    """Keeps ``count`` workers forked from this process; ``work(index, on_ready)`` runs in each;
+    ``on_worker_exit(pid)`` is told of each worker that ended."""
+
+    def __init__(
+        self,
+        count: int,
+        work: Callable[[int, Callable[[], None]], int],
+        on_worker_exit: Callable[[int], None] | None = None,
+    ):
         self._count = count
         self._work = work
+        self._on_worker_exit = on_worker_exit or (lambda _pid: None)
         self._workers: dict[int, tuple[int, float]] = {}  # pid -> (index, start time)
         self._started: set[int] = set()  # indexes started at least once
         self._stopping = False
@@ -201,6 +224,7 @@ class Supervisor:
                         on_ready()
                     waiting -= len(tokens)
                 for pid, index, status in self._reap():
+                    self._on_worker_exit(pid)
                     if self._stopping:
                         break
                     if waiting > 0:

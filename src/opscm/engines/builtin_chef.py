@@ -18,7 +18,7 @@ from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
 from opscm.pki import generate_rsa_key, hash_password
 from opscm.pki.keys import public_key_fingerprint
-from opscm.service.ports import Applied, Clock, NodeChange, Provisioned, UnitOfWork, UnitOfWorkFactory
+from opscm.service.ports import Applied, CaStatus, Clock, NodeChange, Provisioned, UnitOfWork, UnitOfWorkFactory
 
 from .chef_nodes import checked_public_key, is_usable_key, vet_chef_change
 from .credentials import KeyFingerprints
@@ -117,6 +117,9 @@ class BuiltinChef(KeyFingerprints):
 
     def apply_change(self, server: Server, change: NodeChange, replacing: bool) -> Applied:
         raise NotImplementedError("the built-in engine commits changes locally")
+
+    def ca_status(self, server: Server) -> CaStatus | None:
+        return None  # a registry of public keys: no CA
 
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # Client rows go with the server (ON DELETE CASCADE); the pivotal key was never stored.

@@ -21,8 +21,10 @@ from opscm.domain.nodes import NodeClaim
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
 from opscm.pki import CaSigner, CsrPolicy, check_csr, create_ca, hash_password
+from opscm.pki.ca import BACKDATE
 from opscm.service.ports import (
     Applied,
+    CaStatus,
     Clock,
     Conflict,
     NodeChange,
@@ -33,8 +35,8 @@ from opscm.service.ports import (
     UnitOfWorkFactory,
 )
 
-from .puppet_nodes import vet_puppet_change
 from .ports import CaRecord, CaStore, CertificateRecord, CertificateStatus, PuppetCaState
+from .puppet_nodes import vet_puppet_change
 from .serial_blocks import SerialBlocks
 from .signer_cache import SignerCache
 
@@ -185,6 +187,19 @@ class BuiltinPuppet:
             return None
         return ca.crl_pem if document == "certificate_revocation_list" else ca.cert_pem
 
+    def ca_status(self, server: Server) -> CaStatus | None:
+        now = self._clock.now()
+        with self._uow(read_only=True) as uow:
+            store = uow.bind(self._store)
+            ca = store.get(server.id)
+            soonest = store.soonest_expiry(server.id, after=now)
+        if ca is None:
+            return None
+        ca_expiry = x509.load_pem_x509_certificate(ca.cert_pem.encode()).not_valid_after_utc
+        crl = x509.load_pem_x509_crl(ca.crl_pem.encode())
+        # The CRL's lastUpdate is backdated for agents with a slow clock: it was signed BACKDATE later.
+        return CaStatus(min(ca_expiry, soonest or ca_expiry), crl.last_update_utc + BACKDATE)
+
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # The CA row, its key and every certificate row are deleted with the server (ON DELETE CASCADE).
         self._signers.forget(server.id)
@@ -216,10 +231,16 @@ class BuiltinPuppet:
             self._publish(store, server, prepared.crl)
         if prepared.revoke:
             store.revoke(server.id, prepared.revoke, prepared.now)
+        revoked = len(prepared.revoke)
         if prepared.cert_pem is None:
-            return Applied()
+            return Applied(certificates_revoked=revoked)
         store.add_certificate(server.id, prepared.serial, prepared.certname, prepared.cert_pem, prepared.now + self._ttl)
-        return Applied([{"Name": PUPPET_NODE_CERT, "Value": prepared.cert_pem}], ref=str(prepared.serial))
+        return Applied(
+            [{"Name": PUPPET_NODE_CERT, "Value": prepared.cert_pem}],
+            ref=str(prepared.serial),
+            certificates_issued=1,
+            certificates_revoked=revoked,
+        )
 
     def apply_change(self, server: Server, change: NodeChange, replacing: bool) -> Applied:
         raise NotImplementedError("the built-in engine commits changes locally")

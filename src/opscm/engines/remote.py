@@ -19,6 +19,9 @@ class RemoteEngine:
     def ca_document(self, server: Server, document: str, name: str) -> str | None:
         return None  # the backend publishes its own documents
 
+    def ca_status(self, server: Server) -> None:
+        return None  # the backend's CA, if any, is watched there
+
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         # The backend and what it holds are the operator's: deleting the opscm server keeps them.
         pass

@@ -10,7 +10,7 @@ from opscm.domain.nodes import BACKEND
 from opscm.domain.servers import Server
 
 from .pagination import PageTokens
-from .ports import BackupStorage, Clock, Engine, UnitOfWorkFactory
+from .ports import BackupStorage, Clock, Engine, NoTelemetry, Telemetry, UnitOfWorkFactory
 from .retention import Retention
 from .server_cache import ServerCache
 
@@ -57,6 +57,7 @@ class Dependencies:
     server_cache: ServerCache | None = None
     retention: Retention = Retention()
     api_ca_pem: str | None = None  # opscm's self-signed API certificate, pinned by user data
+    telemetry: Telemetry = NoTelemetry()  # counts node changes for the metrics
 
     def engine_for_new(self, server: Server) -> Engine:
         """The engine a new server asks for (its OPSCM_BACKEND), checked against the configuration."""

@@ -86,6 +86,7 @@ def _change_node(deps: Dependencies, caller: Caller, params: dict, action: Assoc
         except Conflict:
             continue  # a concurrent change of this name won the race: look again
         except DomainError as refusal:
+            deps.telemetry.node_changed(server.engine.engine, action, "refused")
             _record_refusal(deps, server, operation, node_name, refusal)
             raise
     raise InvalidState(f"Server {server.name} kept changing while node {node_name} was being changed; try again.")
@@ -143,6 +144,7 @@ def _change_locally(
                 )
                 uow.associations.add(association, caller.account_id, caller.region)
                 uow.commit()
+            deps.telemetry.node_changed(server.engine.engine, action, "success", applied)
             return
         except Conflict:
             continue

@@ -99,6 +99,8 @@ class JobRepository(Protocol):
     def retry(self, job_id: int, *, run_after: datetime, error: str) -> None: ...
     def finish(self, job_id: int, *, error: str | None = None) -> None: ...
     def unfinished(self) -> int: ...
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state ("pending", "done", "failed"), finished ones until pruned."""
     def release_leases(self) -> None: ...
     def prune(self, before: datetime, limit: int) -> int:
         """Forget up to ``limit`` finished jobs created before ``before``."""
@@ -211,6 +213,30 @@ class Applied:
 
     engine_attributes: list[dict[str, str]] = dataclasses.field(default_factory=list)
     ref: str | None = None
+    # Certificates opscm's own CA signed and revoked for the change (counted once it is committed).
+    certificates_issued: int = 0
+    certificates_revoked: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CaStatus:
+    """What monitoring tells of a CA opscm keeps."""
+
+    soonest_expiry: datetime | None  # the first end of validity: the CA's or a certificate in force
+    crl_issued_at: datetime | None  # when the CRL in force was signed
+
+
+class Telemetry(Protocol):
+    """Told what the service did, for the metrics; the service never reads it back."""
+
+    def node_changed(self, engine: str, action: AssociationAction, outcome: str, applied: Applied | None = None) -> None:
+        """An association or disassociation ended: ``outcome`` is "success", "failed" (a backend
+        refused it, or gave up) or "refused" (the request was refused)."""
+
+
+class NoTelemetry:
+    def node_changed(self, engine: str, action: AssociationAction, outcome: str, applied: Applied | None = None) -> None:
+        pass
 
 
 class Prepared(Protocol):
@@ -286,6 +312,9 @@ class Engine(Protocol):
 
     def ca_document(self, server: Server, document: str, name: str) -> str | None:
         """A published CA document (Puppet CA API v1 form), or None."""
+
+    def ca_status(self, server: Server) -> CaStatus | None:
+        """For monitoring, from what opscm keeps (no network call): None when it keeps no CA."""
 
     def destroy(self, uow: UnitOfWork, server: Server) -> None:
         """Forget everything of this server (keys, certificates, clients)."""

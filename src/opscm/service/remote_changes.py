@@ -118,7 +118,8 @@ def _finish(
     now = deps.clock.now()
     with deps.uow() as uow:
         association = uow.associations.get(hashed)
-        if association is not None and association.status is AssociationStatus.IN_PROGRESS:
+        ending = association is not None and association.status is AssociationStatus.IN_PROGRESS
+        if ending:
             if applied is not None:
                 association.status = AssociationStatus.SUCCESS
                 association.engine_attributes = applied.engine_attributes
@@ -138,6 +139,8 @@ def _finish(
                     uow.nodes.release(server.id, name, token_hash=hashed)
         uow.jobs.finish(job.id, error=failure)
         uow.commit()
+    if ending:  # not when a job run again after a crash finds the change already ended
+        deps.telemetry.node_changed(server.engine.engine, change.action, "failed" if failure else "success", applied)
 
 
 def _retry(deps: Dependencies, job: Job, server: Server, change: NodeChange, reason: str) -> None:

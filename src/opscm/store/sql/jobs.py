@@ -81,6 +81,10 @@ class SqlJobs(Repository):
     def unfinished(self) -> int:
         return self._db.scalar(select(func.count()).where(t.jobs.c.state == "pending"))
 
+    def count_by_state(self) -> dict[str, int]:
+        rows = self._db.execute(select(t.jobs.c.state, func.count()).group_by(t.jobs.c.state))
+        return {state: count for state, count in rows}
+
     def prune(self, before: datetime, limit: int) -> int:
         """Forget up to ``limit`` finished jobs created before ``before``."""
         c = t.jobs.c

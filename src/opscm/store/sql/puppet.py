@@ -108,6 +108,12 @@ class SqlPuppetCas(Repository):
         rows = self._db.execute(select(*_CERT_COLUMNS).where(c.server_id == server_id).order_by(c.serial))
         return [CertificateRecord(*row) for row in rows]
 
+    def soonest_expiry(self, server_id: str, *, after: datetime) -> datetime | None:
+        c = t.puppet_certificates.c
+        return self._db.scalar(
+            select(func.min(c.not_after)).where(c.server_id == server_id, c.revoked_at.is_(None), c.not_after > after)
+        )
+
     def expired(self, server_id: str, now: datetime) -> list[CertificateRecord]:
         c = t.puppet_certificates.c
         rows = self._db.execute(

@@ -1,0 +1,40 @@
+"""Whether a database is one this opscm can serve from: it answers, and its schema is at the
+newest migration this opscm knows (Alembic's revision in the database against the head)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from .database import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """None when the database answers at the head revision; else what is wrong (no driver
+    details: they are logged, the answer goes to anyone who asks)."""
+    try:
+        # DEFERRED (SQLite): a reader, never queued behind writers for the write lock.
+        with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as error:
+        log.debug("readiness: %s", str(getattr(error, "orig", None) or error).strip().splitlines()[0])
+        return "the database does not answer"
+    head = head_revision()
+    if current != head:
+        return f"the database schema is at revision {current or 'none'}; this opscm needs {head}"
+    return None
