@@ -81,7 +81,7 @@ def _make(shape: Shape) -> Serialize:
     if maker is None:
         raise ValueError(f"{shape.name}: unsupported shape type {kind}")
     serialize = maker(shape)
-    if kind in ("string", "integer", "long"):
+    if kind in ("integer", "long"):
         return _enum_values(serialize)
     return serialize
 
@@ -97,20 +97,26 @@ def _structure(shape: Shape) -> Serialize:
     if shape.is_document_type:
         return lambda value: value
     members = shape.members
-    wire = {name: member.serialization.get("name", name) for name, member in members.items()}
+    # Member name -> (wire name, serializer); filled on first use, as a shape may hold itself.
+    plan: dict[str, tuple[str, Serialize]] = {}
 
     def serialize(data: Any) -> dict:
         if not isinstance(data, Mapping):
             raise _expected("a mapping", data)
-        unknown = [key for key in data if key not in members]
-        if unknown:
-            raise _Bad(f"{', '.join(map(str, unknown))} not a member of {shape.name}")
+        if not plan:
+            plan.update(
+                (name, (member.serialization.get("name", name), _serializer(member))) for name, member in members.items()
+            )
         out = {}
         for name, value in data.items():
+            entry = plan.get(name)
+            if entry is None:
+                unknown = [key for key in data if key not in members]
+                raise _Bad(f"{', '.join(map(str, unknown))} not a member of {shape.name}")
             if value is None:
                 continue
             try:
-                out[wire[name]] = _serializer(members[name])(value)
+                out[entry[0]] = entry[1](value)
             except _Bad as bad:
                 raise bad.inside(f".{name}") from None
         return out
@@ -172,6 +178,19 @@ def _checked(accept: Callable[[Any], bool], expected: str, convert: Callable[[An
     return make
 
 
+def _string(shape: Shape) -> Serialize:
+    def serialize(value: Any) -> str:
+        if type(value) is str:  # nearly every value: no more to check
+            return value
+        if isinstance(value, enum.Enum):
+            value = value.value
+        if not isinstance(value, str):
+            raise _expected("str", value)
+        return str(value)
+
+    return serialize
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -215,7 +234,7 @@ _MAKERS: dict[str, Callable[[Shape], Serialize]] = {
     "structure": _structure,
     "list": _list,
     "map": _map,
-    "string": _checked(lambda v: isinstance(v, str), "str", str),
+    "string": _string,
     "boolean": _checked(lambda v: isinstance(v, bool), "bool"),
     "integer": _checked(_is_int, "int", int),
     "long": _checked(_is_int, "int", int),
