@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
+import functools
 import re
 import secrets
 import threading
@@ -138,7 +139,13 @@ def action_matches(pattern: str, operation: str) -> bool:
 
 def allows(key: AccessKey, operation: str) -> bool:
     """IAM-style action patterns: ``opsworks-cm:AssociateNode``, ``opsworks-cm:Describe*``, ``opsworks-cm:*``."""
-    return any(action_matches(pattern, operation) for pattern in key.actions)
+    return _allows(key.actions, operation)
+
+
+@functools.lru_cache(maxsize=4096)
+def _allows(actions: tuple[str, ...], operation: str) -> bool:
+    # Asked on every request, with few distinct answers: the patterns compile once, not per call.
+    return any(action_matches(pattern, operation) for pattern in actions)
 
 
 def user_arn(key: AccessKey) -> str:

@@ -73,6 +73,10 @@ def _invalid(message: str) -> ApiError:
     return ApiError("InvalidSignatureException", message)
 
 
+_FIELD_SEPARATOR = re.compile(r"[,\s]+")
+_SCOPE_DATE = re.compile(r"\d{8}")
+
+
 def read_authorization(request: HttpRequest) -> SigV4Authorization:
     """Parse ``Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...``."""
     header = request.headers.get("authorization", "").strip()
@@ -83,7 +87,7 @@ def read_authorization(request: HttpRequest) -> SigV4Authorization:
     if algorithm != ALGORITHM:
         raise _incomplete(f"Unsupported AWS 'algorithm': '{algorithm[:64]}' (only {ALGORITHM} for now). ")
     fields: dict[str, str] = {}
-    for part in re.split(r"[,\s]+", rest.strip()):
+    for part in _FIELD_SEPARATOR.split(rest.strip()):
         name, eq, value = part.partition("=")
         if eq and name not in fields:
             fields[name] = value
@@ -102,7 +106,7 @@ def read_authorization(request: HttpRequest) -> SigV4Authorization:
     access_key_id, date, region, service, terminator = parts
     if not access_key_id:
         raise _incomplete(f"Credential should contain an access key id, not ''. {echo}")
-    if not re.fullmatch(r"\d{8}", date):
+    if not _SCOPE_DATE.fullmatch(date):
         raise _incomplete(f"Credential should be scoped to a valid date (YYYYMMDD), not '{date[:64]}'. ")
     if not region:
         raise _incomplete("Credential should be scoped to a valid region, not ''. ")
@@ -166,6 +170,7 @@ def _uri_encode(text: str) -> str:
     return quote(text, safe="-_.~")
 
 
+@functools.lru_cache(maxsize=256)  # nearly always "/"
 def canonical_uri(path: str) -> str:
     """The wire path with dot segments and empty segments removed, percent-encoded again."""
     segments: list[str] = []

@@ -192,6 +192,22 @@ def _make_constraints(shape: Shape) -> list[tuple[str, Callable[[Any], bool]]]:
     return checks
 
 
+_MEMBERS: dict[str, tuple[tuple[str, str, Shape, bool], ...]] = {}
+
+
+def _members(shape: Shape) -> tuple[tuple[str, str, Shape, bool], ...]:
+    """A structure's members as ``(name, wire name, shape, required)``; made once per shape
+    (botocore's shape properties cost more than the checks themselves)."""
+    found = _MEMBERS.get(shape.name)
+    if found is None:
+        required = set(shape.required_members)
+        found = _MEMBERS[shape.name] = tuple(
+            (name, member.serialization.get("name", name), member, name in required)
+            for name, member in shape.members.items()
+        )
+    return found
+
+
 def _identity(value: Any) -> Any:
     return value
 
@@ -316,16 +332,13 @@ class _Walk:
 
     def structure(self, shape: Shape, value: dict, path: str) -> dict:
         cleaned = {}
-        required = set(shape.required_members)
-        for name, member in shape.members.items():
-            wire_name = member.serialization.get("name", name)
+        for name, wire_name, member, required in _members(shape):
             raw = value.get(wire_name)
-            sub_path = member_path(path, name)
             if raw is None:
-                if name in required:
-                    self.error(member, None, sub_path, _NOT_NULL)
+                if required:
+                    self.error(member, None, member_path(path, name), _NOT_NULL)
                 continue
-            result = self.value(member, raw, sub_path)
+            result = self.value(member, raw, member_path(path, name))
             if result is not _MISSING:
                 cleaned[name] = result
         return cleaned
