@@ -120,6 +120,7 @@ class _Store:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.uow.close()
         self._database.dispose()
 
 

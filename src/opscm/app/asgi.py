@@ -23,7 +23,9 @@ from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 from opscm.service.context import Dependencies
 from opscm.service.puppet_ca import ca_document
 
-from .pipeline import Pipeline, answered_in_place
+from opscm.service.ports import WouldWait
+
+from .pipeline import Pipeline, Prepared
 from .request_body import BodyLimits, ClientGone
 
 log = logging.getLogger("opscm.http")
@@ -65,11 +67,7 @@ class OpscmAsgi:
                     headers=joined_headers(headers),  # every value of a repeated header
                     body=body,
                 )
-                if answered_in_place(next((v for k, v in headers if k == "x-amz-target"), "")):
-                    response = self._pipeline.handle(request)
-                else:
-                    loop = asyncio.get_running_loop()
-                    response = await loop.run_in_executor(self._threads, self._pipeline.handle, request)
+                response = await self._answer(request)
         except ApiError as error:
             # The rest of the body may still be on its way: end the connection after the answer.
             response, close = self._pipeline.protocol.error_response(error, "-"), True
@@ -78,6 +76,23 @@ class OpscmAsgi:
             log.info("client %s went away before its request body arrived", f"{client[0]}:{client[1]}" if client else "-")
             return
         await _send(send, response, close)
+
+    async def _answer(self, request: HttpRequest) -> HttpResponse:
+        """A boot storm's requests (light ones: see ``Pipeline.is_light``) on the event loop,
+        without the hand-off to a thread; any other request, or one that would wait, in a thread."""
+        pipeline = self._pipeline
+        loop = asyncio.get_running_loop()
+        if not pipeline.may_be_light(request.headers.get("x-amz-target", ""), len(request.body)):
+            return await loop.run_in_executor(self._threads, pipeline.handle, request)
+        prepared = pipeline.prepare(request)
+        if not isinstance(prepared, Prepared):
+            return prepared
+        if pipeline.is_light(prepared):
+            try:
+                return pipeline.run_light(prepared)
+            except WouldWait:
+                pass
+        return await loop.run_in_executor(self._threads, pipeline.run, prepared)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

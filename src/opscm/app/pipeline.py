@@ -3,11 +3,14 @@ validate -> authorize the servers touched -> dispatch -> serialize."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
+
+from botocore.model import OperationModel
 
 from opscm.domain.backups import backup_arn, server_name_of_backup
 from opscm.domain.errors import DomainError
@@ -16,7 +19,7 @@ from opscm.protocol.errors import ApiError
 from opscm.protocol.json11 import HttpRequest, HttpResponse, JsonProtocol
 from opscm.protocol.sigv4 import check_region, read_authorization, verify_signature
 from opscm.service.context import Caller, Dependencies
-from opscm.service.ports import AccessKey, Clock
+from opscm.service.ports import AccessKey, Clock, WouldWait
 
 from .credentials import KeyRing, allows, user_arn
 from .storage_errors import storage_failure
@@ -103,14 +106,21 @@ class TrustingAuthenticator:
         return Caller(self._account_id, region), None
 
 
-# Operations answered on the event loop itself: a read of one token (SQLite readers never wait
-# for writers), cheaper than the hand-off to a thread; it is every poll of a booting node.
-ANSWERED_IN_PLACE = frozenset({"DescribeNodeAssociationStatus"})
+# The largest body a request may have to be read on the event loop (parsing is CPU).
+LIGHT_BODY_BYTES = 64 * 1024
+LightTest = Callable[[Dependencies, Caller, dict], bool]
 
 
-def answered_in_place(target: str) -> bool:
-    """Whether a request with this X-Amz-Target needs no thread of its own."""
-    return target.rpartition(".")[2] in ANSWERED_IN_PLACE
+@dataclasses.dataclass
+class Prepared:
+    """A request authenticated, parsed and authorized: what is left is to run its handler."""
+
+    request_id: str
+    started: float
+    operation: OperationModel
+    handler: Handler
+    caller: Caller
+    params: dict
 
 
 class Pipeline:
@@ -122,6 +132,7 @@ class Pipeline:
         authenticate: Authenticate,
         throttle: TokenBuckets | None = None,
         observe: ObserveRequest | None = None,
+        light: Mapping[str, LightTest] | None = None,
     ):
         self.protocol = protocol
         self._operations = operations
@@ -129,11 +140,33 @@ class Pipeline:
         self._authenticate = authenticate
         self._throttle = throttle
         self._observe = observe
+        self._light = light or {}
+        self._light_targets = frozenset(f"{protocol.target_prefix}.{name}" for name in self._light)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        prepared = self.prepare(request)
+        return prepared if isinstance(prepared, HttpResponse) else self.run(prepared)
+
+    def may_be_light(self, target: str, body_size: int) -> bool:
+        """Whether a request may be prepared on the event loop (then :meth:`is_light` tells)."""
+        return target in self._light_targets and body_size <= LIGHT_BODY_BYTES
+
+    def is_light(self, prepared: Prepared) -> bool:
+        """Whether :meth:`run_light` may answer it on the event loop."""
+        test = self._light.get(prepared.operation.name)
+        return test is not None and test(self._deps, prepared.caller, prepared.params)
+
+    def run_light(self, prepared: Prepared) -> HttpResponse:
+        """:meth:`run` where nothing may wait for a lock: raises WouldWait (nothing written) when
+        a write lock is taken; then :meth:`run` it in a thread."""
+        with self._deps.uow.without_waiting():
+            return self.run(prepared)
+
+    def prepare(self, request: HttpRequest) -> Prepared | HttpResponse:
+        """Authenticate, throttle, route, parse and authorize; an error is answered at once."""
         request_id = _request_id()
         started = time.perf_counter()
-        operation_name, outcome = "-", "success"
+        operation_name = "-"
         try:
             caller, key = self._authenticate(request)
             if self._throttle is not None and not self._throttle.take(caller.account_id):
@@ -152,23 +185,40 @@ class Pipeline:
                 raise ApiError(
                     "NotImplementedException", f"opscm does not implement {operation.name} yet.", status_code=501
                 )
+            return Prepared(request_id, started, operation, handler, caller, params)
+        except Exception as failure:  # noqa: BLE001 - a bug must answer JSON, not drop the connection
+            return self._failed(failure, request_id, started, operation_name)
+
+    def run(self, prepared: Prepared) -> HttpResponse:
+        """Run the handler and serialize its result (or the error it raised)."""
+        try:
             try:
-                result = handler(self._deps, caller, params)
+                result = prepared.handler(self._deps, prepared.caller, prepared.params)
             except DomainError as error:
                 raise ApiError(error.code, error.message) from None
-            response = self.protocol.response(operation, result, request_id)
-        except ApiError as error:
-            response = self.protocol.error_response(error, request_id)
-            outcome = error.code
-        except Exception as failure:  # noqa: BLE001 - a bug must answer JSON, not drop the connection
+            response = self.protocol.response(prepared.operation, result, prepared.request_id)
+        except WouldWait:
+            raise
+        except Exception as failure:  # noqa: BLE001
+            return self._failed(failure, prepared.request_id, prepared.started, prepared.operation.name)
+        return self._answered(response, prepared.request_id, prepared.started, prepared.operation.name, "success")
+
+    def _failed(self, failure: Exception, request_id: str, started: float, operation_name: str) -> HttpResponse:
+        if isinstance(failure, ApiError):
+            error = failure
+        else:
             error = storage_failure(failure)
             if error is not None:
                 log.error("request %s (%s): %s", request_id, operation_name, error.message)
             else:
-                log.exception("request %s (%s) failed", request_id, operation_name)
+                log.error("request %s (%s) failed", request_id, operation_name, exc_info=failure)
                 error = ApiError("InternalFailure", "The request processing has failed because of an unknown error.", 500)
-            outcome = error.code
-            response = self.protocol.error_response(error, request_id)
+        response = self.protocol.error_response(error, request_id)
+        return self._answered(response, request_id, started, operation_name, error.code)
+
+    def _answered(
+        self, response: HttpResponse, request_id: str, started: float, operation_name: str, outcome: str
+    ) -> HttpResponse:
         seconds = time.perf_counter() - started
         if self._observe is not None:
             self._observe(operation_name, outcome, seconds)

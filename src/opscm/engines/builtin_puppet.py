@@ -104,6 +104,7 @@ def _in_force(certificates: Iterable[CertificateRecord]) -> list[tuple[str, str 
 
 class BuiltinPuppet:
     remote = False
+    light_changes = False  # each change signs (a certificate, a CRL)
     engine = "Puppet"
     endpoint = None
 

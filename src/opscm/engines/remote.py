@@ -13,6 +13,7 @@ from opscm.service.ports import UnitOfWork
 
 class RemoteEngine:
     remote = True
+    light_changes = False
     engine: str  # set by each kind
     name: str
 

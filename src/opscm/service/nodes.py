@@ -37,6 +37,20 @@ def disassociate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
     return _change_node(deps, caller, params, AssociationAction.DISASSOCIATE)
 
 
+def change_is_light(deps: Dependencies, caller: Caller, params: dict) -> bool:
+    """Whether this node change may run on the event loop: its server is known without a read
+    (cached), its engine neither signs nor calls a network, and the store is embedded."""
+    if not deps.uow.embedded or not caller.may_touch(params["ServerName"]):
+        return False
+    server = deps.server_cache.peek(caller.account_id, caller.region, params["ServerName"])
+    if server is None:
+        return False
+    try:
+        return deps.engine_for(server).light_changes
+    except DomainError:  # its backend is gone: the handler says so, from a thread
+        return False
+
+
 def describe_node_association_status(deps: Dependencies, caller: Caller, params: dict) -> dict:
     hashed = token_hash(params["NodeAssociationStatusToken"])
     with deps.uow(read_only=True, lean=True) as uow:
@@ -86,8 +100,8 @@ def _change_node(deps: Dependencies, caller: Caller, params: dict, action: Assoc
         except Conflict:
             continue  # a concurrent change of this name won the race: look again
         except DomainError as refusal:
+            _record_refusal(deps, server, operation, node_name, refusal)  # first: it may raise WouldWait
             deps.telemetry.node_changed(server.engine.engine, action, "refused")
-            _record_refusal(deps, server, operation, node_name, refusal)
             raise
     raise InvalidState(f"Server {server.name} kept changing while node {node_name} was being changed; try again.")
 

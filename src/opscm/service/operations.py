@@ -23,3 +23,12 @@ OPERATIONS = {
     "DescribeBackups": backups.describe_backups,
     "RestoreServer": restores.restore_server,
 }
+
+# Operations a request may be answered with on the event loop, each with its test (no I/O):
+# a boot storm is these requests. Any other request runs in a thread (it signs, calls a
+# network, or waits for the write lock).
+LIGHT = {
+    "DescribeNodeAssociationStatus": lambda deps, caller, params: True,  # one read of a token
+    "AssociateNode": nodes.change_is_light,
+    "DisassociateNode": nodes.change_is_light,
+}

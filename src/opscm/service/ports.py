@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, ContextManager, Protocol, TypeVar
 
 from opscm.domain.associations import Association, AssociationAction
 from opscm.domain.backups import Backup
@@ -180,9 +180,16 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
+    # An embedded database (SQLite): a lean transaction is no network round trip.
+    embedded: bool
+
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> UnitOfWork:
         """``lean``: the association hot path's transactions, on the few repository methods it
         needs (servers.current, nodes, associations, the engines' node writes), at a tenth of the cost."""
+
+    def without_waiting(self) -> ContextManager[None]:
+        """In this block (on this thread) a write takes the write lock only if it is free, else
+        raises WouldWait: what the event loop runs must never wait for another writer."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +272,11 @@ class Conflict(Exception):
     """A compare-and-set lost to a concurrent change: prepare again from fresh state."""
 
 
+class WouldWait(Exception):
+    """A write begun under ``UnitOfWorkFactory.without_waiting()`` found the write lock taken:
+    nothing was written; run the request again where it may wait (a thread)."""
+
+
 class Engine(Protocol):
     """One configuration-management engine of a server: opscm's built-in CA / registry
     (``remote`` False), or an operator's Chef Infra Server / Puppet Server CA (``remote`` True).
@@ -273,6 +285,9 @@ class Engine(Protocol):
     """
 
     remote: bool
+    # A node change needs no signature and no network call (the built-in Chef registry): on an
+    # embedded store it is answered on the event loop, without the hand-off to a thread.
+    light_changes: bool
     engine: str  # the engine it serves: "Puppet" or "ChefAutomate"
     endpoint: str | None  # the host nodes talk to (a backend's); None: opscm's own endpoint
 

@@ -37,12 +37,16 @@ class ServerCache:
         self._rows: dict[tuple[str, str, str], tuple[float, Server]] = {}
 
     def get(self, account_id: str, region: str, name: str) -> Server | None:
-        key = (account_id, region, name)
+        cached = self.peek(account_id, region, name)
+        return cached if cached is not None else self.reload(account_id, region, name)
+
+    def peek(self, account_id: str, region: str, name: str) -> Server | None:
+        """The cached row if it is fresh, else None: never a database read."""
         with self._lock:
-            cached = self._rows.get(key)
+            cached = self._rows.get((account_id, region, name))
         if cached is not None and self._monotonic() - cached[0] < self._ttl:
             return cached[1]
-        return self.reload(account_id, region, name)
+        return None
 
     def reload(self, account_id: str, region: str, name: str) -> Server | None:
         with self._uow(read_only=True) as uow:

@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# How long a SQLite writer waits for the write lock before "database is locked".
+BUSY_TIMEOUT_MS = 30000
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -48,7 +50,7 @@ def _open_sqlite(url: str, durable: bool = True) -> Engine:
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # FULL: a committed certificate or key survives a power cut; a test suite's mock needs not.
         cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         cursor.close()

@@ -7,12 +7,17 @@ path: a Core connection and its events cost ~120 µs a transaction, a raw one ~1
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.pool import StaticPool
 
 from .sql import (
     SqlAccessKeys,
@@ -24,6 +29,9 @@ from .sql import (
     SqlServers,
     SqlTags,
 )
+from opscm.service.ports import WouldWait
+
+from .database import BUSY_TIMEOUT_MS
 from .sql.base import Sql, sql_of
 
 _REPOSITORIES = {
@@ -58,12 +66,15 @@ class _Repositories:
 
 
 class SqlUnitOfWork(_Repositories):
-    def __init__(self, engine: Engine, *, read_only: bool = False):
+    def __init__(self, engine: Engine, *, read_only: bool = False, wait: bool = True):
         self._engine = engine
         self._read_only = read_only
+        self._wait = wait
         self._core = None
 
     def __enter__(self) -> SqlUnitOfWork:
+        if not self._wait and not self._read_only:
+            raise WouldWait()  # a Core write waits in SQLite's busy handler: never without waiting
         connection = self._engine.connect()
         if self._read_only:
             # Readers need no write lock (SQLite); other databases ignore this option.
@@ -122,45 +133,150 @@ class WriterGate:
         return self._fd
 
 
+class LeanConnections:
+    """The hot path's SQLite connections, kept apart from SQLAlchemy's pool: its checkout and
+    checkin (events, reset on return) cost as much as a lean transaction itself. Each is made
+    by the engine (its connect event sets the pragmas), then detached from the pool.
+    PostgreSQL's stay pooled: the pool's pre-ping survives a database restart."""
+
+    def __init__(self, engine: Engine, keep: int = 64):
+        self._engine = engine
+        self._keep = keep
+        self._own = engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
+        self._idle: list = []
+        self._pid = os.getpid()
+
+    def acquire(self):
+        """``(handle, driver connection)``; give the handle back to :meth:`release`."""
+        if self._own:
+            if self._pid != os.getpid():  # never use a connection across fork
+                self._idle, self._pid = [], os.getpid()
+            try:
+                driver = self._idle.pop()  # atomic under the GIL
+                return driver, driver
+            except IndexError:
+                pass
+        pooled = self._engine.raw_connection()
+        if not self._own:
+            return pooled, pooled.driver_connection
+        driver = pooled.driver_connection
+        pooled.detach()  # closed by us, never returned to the pool
+        return driver, driver
+
+    def release(self, connection, reusable: bool) -> None:
+        if self._own and reusable and len(self._idle) < self._keep and self._pid == os.getpid():
+            self._idle.append(connection)
+        else:
+            connection.close()
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
 class LeanUnitOfWork(_Repositories):
     """Plain SQL only (a repository method on Core fails here): the hot path's transactions."""
 
-    def __init__(self, engine: Engine, *, read_only: bool = False, gate: WriterGate | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        connections: LeanConnections,
+        *,
+        read_only: bool = False,
+        gate: WriterGate | None = None,
+        wait: bool = True,
+    ):
         self._engine = engine
+        self._connections = connections
         self._read_only = read_only
+        self._wait = wait
         self._gate = None if read_only else gate
         self._core = None
-        self._pooled = None
+        self._pooled = self._driver = None
 
     def __enter__(self) -> LeanUnitOfWork:
-        self._pooled = self._engine.raw_connection()
+        self._pooled, self._driver = self._connections.acquire()
         dialect = self._engine.dialect.name
-        self._sql = Sql(self._pooled.driver_connection, dialect)
-        if dialect == "sqlite" and not self._read_only:
-            if self._gate is not None:
-                self._gate.__enter__()
+        self._sql = Sql(self._driver, dialect)
+        if self._read_only:
+            # A read needs no transaction: the lean reads are single statements, each its own snapshot.
+            return self
+        if dialect != "sqlite":
+            if not self._wait:
+                self._connections.release(self._pooled, reusable=True)
+                raise WouldWait()  # row locks of a server may be held for long
+            return self
+        try:
             # The connection is in autocommit mode (see store.database): the transaction is ours.
-            # A read needs none: the lean reads are single statements, each its own snapshot.
-            self._pooled.driver_connection.execute("BEGIN IMMEDIATE")
+            self._begin()
+        except BaseException:
+            # __exit__ will not run: give back what was taken.
+            self._connections.release(self._pooled, reusable=False)
+            raise
         return self
+
+    def _begin(self) -> None:
+        """Take SQLite's write lock. The gate is held only while that lock is ours: a writer that
+        finds it taken by a writer outside the gate (a Core transaction, another program) lets the
+        gate go while it waits, so whoever waits on the gate waits for lean transactions only."""
+        if self._gate is None:
+            if self._wait:
+                self._driver.execute("BEGIN IMMEDIATE")
+            elif not self._begin_at_once():
+                raise WouldWait()
+            return
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.001
+        while True:
+            self._gate.__enter__()
+            try:
+                began = self._begin_at_once()
+            except BaseException:
+                self._gate.__exit__()
+                raise
+            if began:
+                return
+            self._gate.__exit__()
+            if not self._wait:
+                raise WouldWait()
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _begin_at_once(self) -> bool:
+        """BEGIN IMMEDIATE without SQLite's busy wait; False when another writer holds the lock."""
+        self._driver.execute("PRAGMA busy_timeout=0")
+        try:
+            self._driver.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                return False
+            raise
+        finally:
+            self._driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def commit(self) -> None:
         if self._engine.dialect.name == "sqlite":
-            self._pooled.driver_connection.execute("COMMIT")  # what follows runs in autocommit mode
+            self._driver.execute("COMMIT")  # what follows runs in autocommit mode
         else:
-            self._pooled.driver_connection.commit()
+            self._driver.commit()
 
     def __exit__(self, *exc) -> None:
+        reusable = False
         try:
-            connection = self._pooled.driver_connection
+            connection = self._driver
             if self._engine.dialect.name == "sqlite":
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
             else:
                 connection.rollback()
+            reusable = True
         finally:
-            self._pooled.close()
-            self._pooled = None
+            self._connections.release(self._pooled, reusable)
+            self._pooled = self._driver = None
             if self._gate is not None and self._engine.dialect.name == "sqlite":
                 self._gate.__exit__()
 
@@ -168,9 +284,25 @@ class LeanUnitOfWork(_Repositories):
 class SqlUnitOfWorkFactory:
     def __init__(self, engine: Engine, gate: WriterGate | None = None):
         self.engine = engine
+        self.embedded = engine.dialect.name == "sqlite"
         self._gate = gate
+        self._lean_connections = LeanConnections(engine)
+        self._thread = threading.local()
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> SqlUnitOfWork | LeanUnitOfWork:
+        wait = not getattr(self._thread, "not_waiting", False)
         if lean:
-            return LeanUnitOfWork(self.engine, read_only=read_only, gate=self._gate)
-        return SqlUnitOfWork(self.engine, read_only=read_only)
+            return LeanUnitOfWork(self.engine, self._lean_connections, read_only=read_only, gate=self._gate, wait=wait)
+        return SqlUnitOfWork(self.engine, read_only=read_only, wait=wait)
+
+    @contextlib.contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        self._thread.not_waiting = True
+        try:
+            yield
+        finally:
+            self._thread.not_waiting = False
+
+    def close(self) -> None:
+        """Close the hot path's own connections (the engine's pool is the engine's to dispose)."""
+        self._lean_connections.close()

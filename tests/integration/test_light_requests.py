@@ -1,0 +1,151 @@
+"""Which requests ``opscm serve`` answers on its event loop, and which in a thread.
+
+A boot storm's requests on the built-in Chef registry (no signature, no network call) are
+answered on the event loop, without the hand-off to a thread; Puppet's sign, so they run in a
+thread. A light change that finds SQLite's write lock taken never waits on the event loop: it
+runs again in a thread, and is recorded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from opscm.app.composition import Application, Settings
+from opscm.service.ports import WouldWait
+from tests.support.in_process import TARGET_PREFIX, call
+from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
+
+
+class CountingThreads(concurrent.futures.ThreadPoolExecutor):
+    """The request threads, counting what is handed to them."""
+
+    def __init__(self):
+        super().__init__(4, thread_name_prefix="test-request")
+        self.handed = 0
+
+    def submit(self, *args, **kwargs):
+        self.handed += 1
+        return super().submit(*args, **kwargs)
+
+
+@pytest.fixture
+def app(tmp_path):
+    application = Application(
+        Settings(data_dir=tmp_path, verify_signatures=False, ca_key_bits=2048, schedule_interval=0, health_interval=0)
+    )
+    application.start()
+    application.asgi._threads = CountingThreads()
+    yield application
+    application.close()
+
+
+def _served(app, operation: str, params: dict) -> tuple[int, dict]:
+    """One request through the ASGI application, as uvicorn hands it over."""
+    body = json.dumps(params).encode()
+    scope = {
+        "type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"",
+        "headers": [
+            (b"x-amz-target", f"{TARGET_PREFIX}.{operation}".encode()),
+            (b"content-type", b"application/x-amz-json-1.1"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app.asgi(scope, receive, send))
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def _healthy_server(app, name: str, engine: str) -> None:
+    status, answer = call(app, "CreateServer", json.dumps(create_server_params(name, engine)).encode())
+    assert status == 200, answer
+    deadline = time.monotonic() + 60
+    while call(app, "DescribeServers", json.dumps({"ServerName": name}).encode())[1]["Servers"][0]["Status"] != "HEALTHY":
+        assert time.monotonic() < deadline, "the server never became HEALTHY"
+        time.sleep(0.05)
+
+
+def _chef_attributes(key=None) -> list[dict]:
+    return [
+        {"Name": "CHEF_ORGANIZATION", "Value": "default"},
+        {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": public_pem(key or rsa_key())},
+    ]
+
+
+def _final_status(app, server: str, token: str) -> str:
+    status, answer = _served(app, "DescribeNodeAssociationStatus", {"ServerName": server, "NodeAssociationStatusToken": token})
+    assert status == 200, answer
+    return answer["NodeAssociationStatus"]
+
+
+def test_builtin_chef_changes_are_answered_on_the_event_loop(app):
+    _healthy_server(app, "chef", "ChefAutomate")
+    key = rsa_key()
+    status, answer = _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "warm", "EngineAttributes": _chef_attributes(key)})
+    assert status == 200, answer
+    handed = app.asgi._threads.handed  # the first one may read the server row in a thread
+
+    tokens = []
+    for i in range(3):
+        status, answer = _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": f"n{i}", "EngineAttributes": _chef_attributes(key)})
+        assert status == 200, answer
+        tokens.append(answer["NodeAssociationStatusToken"])
+    status, answer = _served(app, "DisassociateNode", {"ServerName": "chef", "NodeName": "n0", "EngineAttributes": _chef_attributes()[:1]})
+    assert status == 200, answer
+    tokens.append(answer["NodeAssociationStatusToken"])
+
+    assert [_final_status(app, "chef", token) for token in tokens] == ["SUCCESS"] * 4
+    assert app.asgi._threads.handed == handed, "no Chef change nor status was handed to a thread"
+    # Other requests still run in a thread.
+    assert _served(app, "DescribeServers", {"ServerName": "chef"})[0] == 200
+    assert app.asgi._threads.handed == handed + 1
+
+
+def test_puppet_changes_sign_in_a_thread(app):
+    _healthy_server(app, "puppet", "Puppet")
+    for i in range(2):
+        before = app.asgi._threads.handed
+        params = {"ServerName": "puppet", "NodeName": f"p{i}", "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": make_csr(f"p{i}")}]}
+        status, answer = _served(app, "AssociateNode", params)
+        assert status == 200, answer
+        assert app.asgi._threads.handed == before + 1
+        assert _final_status(app, "puppet", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+
+
+def test_a_light_change_never_waits_for_the_write_lock_on_the_event_loop(app, tmp_path):
+    _healthy_server(app, "chef", "ChefAutomate")
+    assert _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "warm", "EngineAttributes": _chef_attributes()})[0] == 200
+
+    # Another program holds SQLite's write lock for a moment (outside opscm's gate).
+    holder = sqlite3.connect(tmp_path / "opscm.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(0.5, holder.execute, args=("COMMIT",))
+    released.start()
+    try:
+        # Not waiting: refused at once, with nothing written.
+        with pytest.raises(WouldWait), app.deps.uow.without_waiting(), app.deps.uow(lean=True):
+            pass
+        handed = app.asgi._threads.handed
+        status, answer = _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "late", "EngineAttributes": _chef_attributes()})
+    finally:
+        released.join()
+        holder.close()
+    assert status == 200, answer
+    assert app.asgi._threads.handed == handed + 1, "the change ran again in a thread, which waited for the lock"
+    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+    with sqlite3.connect(tmp_path / "opscm.db") as db:
+        assert db.execute("select count(*) from associations where node_name = 'late'").fetchone()[0] == 1
+        assert db.execute("select count(*) from chef_clients where name = 'late'").fetchone()[0] == 1
