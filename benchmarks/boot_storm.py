@@ -266,8 +266,8 @@ def _percentile(values: list[float], fraction: float) -> float:
 def serve(store: str, root: Path, args, database_url: str | None):
     extra = ["--ca-key-bits", str(args.ca_key_bits), "--schedule-interval", "0", "--health-interval", "0",
              "--server-limit", "50", "--log-level", "warning"]
-    if args.workers is not None:
-        extra += ["--workers", str(args.workers)]
+    # Always said: the test helper that starts servers would otherwise ask for one worker.
+    extra += ["--workers", str(args.workers or len(os.sched_getaffinity(0)))]
     if database_url:
         extra += ["--database-url", database_url]
     servers = []
@@ -339,7 +339,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,64", help="concurrent client levels (default 1,8,64)")
     parser.add_argument("--engines", default="Puppet,ChefAutomate", help="engines (default Puppet,ChefAutomate)")
     parser.add_argument("--stores", default="sqlite", help="sqlite, postgresql or both (default sqlite)")
-    parser.add_argument("--workers", type=int, help="opscm serve --workers (default: opscm's own default)")
+    parser.add_argument("--workers", type=int, help="opscm serve --workers (default: opscm's own, the number of CPUs)")
     parser.add_argument("--replicas", type=int, default=1, help="opscm serve replicas on one PostgreSQL (default 1)")
     parser.add_argument("--ca-key-bits", type=int, default=4096, help="Puppet CA size (default 4096)")
     parser.add_argument("--client-processes", type=int, default=2, help="load generator processes (default 2)")

@@ -136,43 +136,52 @@ class WriterGate:
 class LeanConnections:
     """The hot path's SQLite connections, kept apart from SQLAlchemy's pool: its checkout and
     checkin (events, reset on return) cost as much as a lean transaction itself. Each is made
-    by the engine (its connect event sets the pragmas), then detached from the pool.
-    PostgreSQL's stay pooled: the pool's pre-ping survives a database restart."""
+    by the engine (its connect event sets the pragmas), then detached from the pool. Writers
+    have connections of their own that never sleep in SQLite's busy handler (``fail_fast``):
+    the lean writer waits on its gate, and retries itself when a writer outside the gate holds
+    the lock. PostgreSQL's stay pooled: the pool's pre-ping survives a database restart."""
 
     def __init__(self, engine: Engine, keep: int = 64):
         self._engine = engine
         self._keep = keep
-        self._own = engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
-        self._idle: list = []
+        self.fail_fast = engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
+        self._idle: dict[bool, list] = {False: [], True: []}
         self._pid = os.getpid()
 
-    def acquire(self):
+    def acquire(self, writer: bool = False):
         """``(handle, driver connection)``; give the handle back to :meth:`release`."""
-        if self._own:
+        if self.fail_fast:
             if self._pid != os.getpid():  # never use a connection across fork
-                self._idle, self._pid = [], os.getpid()
+                self._idle, self._pid = {False: [], True: []}, os.getpid()
             try:
-                driver = self._idle.pop()  # atomic under the GIL
-                return driver, driver
+                driver = self._idle[writer].pop()  # atomic under the GIL
+                return (driver, writer), driver
             except IndexError:
                 pass
         pooled = self._engine.raw_connection()
-        if not self._own:
+        if not self.fail_fast:
             return pooled, pooled.driver_connection
         driver = pooled.driver_connection
         pooled.detach()  # closed by us, never returned to the pool
-        return driver, driver
+        if writer:
+            driver.execute("PRAGMA busy_timeout=0")
+        return (driver, writer), driver
 
-    def release(self, connection, reusable: bool) -> None:
-        if self._own and reusable and len(self._idle) < self._keep and self._pid == os.getpid():
-            self._idle.append(connection)
+    def release(self, handle, reusable: bool) -> None:
+        if not self.fail_fast:
+            handle.close()
+            return
+        driver, writer = handle
+        idle = self._idle[writer]
+        if reusable and len(idle) < self._keep and self._pid == os.getpid():
+            idle.append(driver)
         else:
-            connection.close()
+            driver.close()
 
     def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
+        idle, self._idle = self._idle, {False: [], True: []}
+        for driver in idle[False] + idle[True]:
+            driver.close()
 
 
 class LeanUnitOfWork(_Repositories):
@@ -196,7 +205,7 @@ class LeanUnitOfWork(_Repositories):
         self._pooled = self._driver = None
 
     def __enter__(self) -> LeanUnitOfWork:
-        self._pooled, self._driver = self._connections.acquire()
+        self._pooled, self._driver = self._connections.acquire(writer=not self._read_only)
         dialect = self._engine.dialect.name
         self._sql = Sql(self._driver, dialect)
         if self._read_only:
@@ -220,7 +229,7 @@ class LeanUnitOfWork(_Repositories):
         """Take SQLite's write lock. The gate is held only while that lock is ours: a writer that
         finds it taken by a writer outside the gate (a Core transaction, another program) lets the
         gate go while it waits, so whoever waits on the gate waits for lean transactions only."""
-        if self._gate is None:
+        if self._gate is None and not self._connections.fail_fast:  # the in-memory database
             if self._wait:
                 self._driver.execute("BEGIN IMMEDIATE")
             elif not self._begin_at_once():
@@ -229,15 +238,18 @@ class LeanUnitOfWork(_Repositories):
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         pause = 0.001
         while True:
-            self._gate.__enter__()
+            if self._gate is not None:
+                self._gate.__enter__()
             try:
                 began = self._begin_at_once()
             except BaseException:
-                self._gate.__exit__()
+                if self._gate is not None:
+                    self._gate.__exit__()
                 raise
             if began:
                 return
-            self._gate.__exit__()
+            if self._gate is not None:
+                self._gate.__exit__()
             if not self._wait:
                 raise WouldWait()
             if time.monotonic() > deadline:
@@ -247,7 +259,9 @@ class LeanUnitOfWork(_Repositories):
 
     def _begin_at_once(self) -> bool:
         """BEGIN IMMEDIATE without SQLite's busy wait; False when another writer holds the lock."""
-        self._driver.execute("PRAGMA busy_timeout=0")
+        fail_fast = self._connections.fail_fast  # else: this connection has a busy timeout, for now 0
+        if not fail_fast:
+            self._driver.execute("PRAGMA busy_timeout=0")
         try:
             self._driver.execute("BEGIN IMMEDIATE")
             return True
@@ -256,7 +270,8 @@ class LeanUnitOfWork(_Repositories):
                 return False
             raise
         finally:
-            self._driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if not fail_fast:
+                self._driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def commit(self) -> None:
         if self._engine.dialect.name == "sqlite":
