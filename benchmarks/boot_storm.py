@@ -10,7 +10,8 @@ against the same servers; every figure of a run is measured in that run.
 
 Printed per store, engine and level: associations/s, AssociateNode latency p50/p95/p99, whole
 association p99, errors, the server's CPU milliseconds per association (/proc, every process
-of every replica), peak RSS per server process, and (Puppet) the machine's signing ceiling:
+of every replica), how busy the machine's cores were (everything on it: opscm, the load
+generator, PostgreSQL), peak RSS per server process, and (Puppet) the machine's signing ceiling:
 opscm's own CSR check + signing on all cores, without HTTP or database, measured in this run.
 A script, not a test: it asserts nothing.
 """
@@ -215,6 +216,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine since boot (/proc/stat): opscm, the load
+    generator, PostgreSQL and everything else."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -306,9 +315,11 @@ def _measure(store: str, args, keys, servers) -> None:
                 names = [f"n{clients}-{i}" for i in range(args.nodes)]
                 requests = node_requests(engine, name, names, keys)
                 pids = [pid for s in servers for pid in _tree(s.process.pid)]
-                cpu_before = cpu_seconds(pids)
+                cpu_before, machine_before = cpu_seconds(pids), machine_ticks()
                 results, wall = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
                 cpu = cpu_seconds(pids) - cpu_before
+                machine_after = machine_ticks()
+                busy = (machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1])
                 ok = [r for r in results if r[0] == "ok"]
                 errors = len(results) - len(ok)
                 associate = [r[2] * 1000 for r in ok]
@@ -319,7 +330,7 @@ def _measure(store: str, args, keys, servers) -> None:
                     f"assoc/s={rate:8.1f} AssociateNode ms p50={_percentile(associate, .5):6.1f} "
                     f"p95={_percentile(associate, .95):6.1f} p99={_percentile(associate, .99):6.1f} "
                     f"association p99={_percentile(whole, .99):6.1f} errors={errors} "
-                    f"server CPU ms/assoc={cpu * 1000 / max(1, len(results)):5.2f}"
+                    f"server CPU ms/assoc={cpu * 1000 / max(1, len(results)):5.2f} machine busy={busy * 100:3.0f}%"
                 )
                 if ceiling:
                     line += f" ceiling={ceiling:7.1f}/s ratio={rate / ceiling:4.2f}"

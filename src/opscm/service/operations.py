@@ -28,7 +28,8 @@ OPERATIONS = {
 # a boot storm is these requests. Any other request runs in a thread (it signs, calls a
 # network, or waits for the write lock).
 LIGHT = {
-    "DescribeNodeAssociationStatus": lambda deps, caller, params: True,  # one read of a token
+    # One read of a token: SQLite readers never wait; a PostgreSQL round trip would hold the loop.
+    "DescribeNodeAssociationStatus": lambda deps, caller, params: deps.uow.embedded,
     "AssociateNode": nodes.change_is_light,
     "DisassociateNode": nodes.change_is_light,
 }

@@ -134,54 +134,92 @@ class WriterGate:
 
 
 class LeanConnections:
-    """The hot path's SQLite connections, kept apart from SQLAlchemy's pool: its checkout and
-    checkin (events, reset on return) cost as much as a lean transaction itself. Each is made
-    by the engine (its connect event sets the pragmas), then detached from the pool. Writers
-    have connections of their own that never sleep in SQLite's busy handler (``fail_fast``):
-    the lean writer waits on its gate, and retries itself when a writer outside the gate holds
-    the lock. PostgreSQL's stay pooled: the pool's pre-ping survives a database restart."""
+    """The hot path's connections, kept apart from SQLAlchemy's pool: its checkout and checkin
+    (events, reset on return, PostgreSQL's pre-ping round trip) cost as much as a lean
+    transaction itself. Each is made by the engine (its connect event sets SQLite's pragmas),
+    then detached from the pool.
 
-    def __init__(self, engine: Engine, keep: int = 64):
+    SQLite writers have connections of their own that never sleep in the busy handler
+    (``fail_fast``): the lean writer waits on its gate, and retries itself when a writer outside
+    the gate holds the lock. PostgreSQL's are at most ``postgres_limit`` per process, and one
+    idle for a while is checked before use (the database may have restarted meanwhile)."""
+
+    IDLE_CHECK_SECONDS = 5.0
+
+    def __init__(self, engine: Engine, keep: int = 64, postgres_limit: int = 8):
         self._engine = engine
         self._keep = keep
-        self.fail_fast = engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
-        self._idle: dict[bool, list] = {False: [], True: []}
+        dialect = engine.dialect.name
+        self.fail_fast = dialect == "sqlite" and not isinstance(engine.pool, StaticPool)
+        self._own = self.fail_fast or dialect == "postgresql"
+        self._slots = threading.BoundedSemaphore(postgres_limit) if dialect == "postgresql" else None
+        self._idle: dict[bool, list[tuple[object, float]]] = {False: [], True: []}
         self._pid = os.getpid()
 
     def acquire(self, writer: bool = False):
         """``(handle, driver connection)``; give the handle back to :meth:`release`."""
-        if self.fail_fast:
-            if self._pid != os.getpid():  # never use a connection across fork
-                self._idle, self._pid = {False: [], True: []}, os.getpid()
-            try:
-                driver = self._idle[writer].pop()  # atomic under the GIL
-                return (driver, writer), driver
-            except IndexError:
-                pass
-        pooled = self._engine.raw_connection()
-        if not self.fail_fast:
+        if not self._own:  # the in-memory database: one connection, the pool's
+            pooled = self._engine.raw_connection()
             return pooled, pooled.driver_connection
-        driver = pooled.driver_connection
-        pooled.detach()  # closed by us, never returned to the pool
-        if writer:
-            driver.execute("PRAGMA busy_timeout=0")
-        return (driver, writer), driver
+        if self._pid != os.getpid():  # never use a connection across fork
+            self._idle, self._pid = {False: [], True: []}, os.getpid()
+        if self._slots is not None:
+            self._slots.acquire()
+        try:
+            while True:
+                try:
+                    driver, since = self._idle[writer].pop()  # atomic under the GIL
+                except IndexError:
+                    break
+                if self._slots is None or time.monotonic() - since < self.IDLE_CHECK_SECONDS or _answers(driver):
+                    return (driver, writer), driver
+                _close_quietly(driver)
+            pooled = self._engine.raw_connection()
+            driver = pooled.driver_connection
+            pooled.detach()  # closed by us, never returned to the pool
+            if writer and self.fail_fast:
+                driver.execute("PRAGMA busy_timeout=0")
+            return (driver, writer), driver
+        except BaseException:
+            if self._slots is not None:
+                self._slots.release()
+            raise
 
     def release(self, handle, reusable: bool) -> None:
-        if not self.fail_fast:
+        if not self._own:
             handle.close()
             return
         driver, writer = handle
-        idle = self._idle[writer]
-        if reusable and len(idle) < self._keep and self._pid == os.getpid():
-            idle.append(driver)
-        else:
-            driver.close()
+        try:
+            idle = self._idle[writer]
+            if reusable and len(idle) < self._keep and self._pid == os.getpid():
+                idle.append((driver, time.monotonic()))
+            else:
+                _close_quietly(driver)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
 
     def close(self) -> None:
         idle, self._idle = self._idle, {False: [], True: []}
-        for driver in idle[False] + idle[True]:
-            driver.close()
+        for driver, _ in idle[False] + idle[True]:
+            _close_quietly(driver)
+
+
+def _answers(driver) -> bool:
+    try:
+        driver.execute("SELECT 1")
+        driver.rollback()
+        return True
+    except Exception:  # noqa: BLE001 - any failure: a new connection is made instead
+        return False
+
+
+def _close_quietly(driver) -> None:
+    try:
+        driver.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
+        pass
 
 
 class LeanUnitOfWork(_Repositories):
