@@ -12,6 +12,7 @@ A script, not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -41,7 +42,9 @@ def main() -> None:
     keys = _keys(16)
     with tempfile.TemporaryDirectory(prefix="opscm-windows-") as tmp:
         data_dir = Path(tmp) / "data"
-        options = ("--ca-key-bits", str(args.ca_key_bits), "--schedule-interval", "0", "--health-interval", "0", "--log-level", "warning")
+        workers = str(len(os.sched_getaffinity(0)))  # opscm's default (the test helper would ask for one)
+        options = ("--ca-key-bits", str(args.ca_key_bits), "--schedule-interval", "0", "--health-interval", "0",
+                   "--log-level", "warning", "--workers", workers)
         server = start_server(data_dir, *options)
         client = server.client()
         key = (*server.access_key, "us-east-1")

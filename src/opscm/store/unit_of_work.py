@@ -155,12 +155,14 @@ class LeanConnections:
         self._slots = threading.BoundedSemaphore(postgres_limit) if dialect == "postgresql" else None
         self._idle: dict[bool, list[tuple[object, float]]] = {False: [], True: []}
         self._pid = os.getpid()
+        self._static = None  # the in-memory database's one connection, checked out once
 
     def acquire(self, writer: bool = False):
         """``(handle, driver connection)``; give the handle back to :meth:`release`."""
-        if not self._own:  # the in-memory database: one connection, the pool's
-            pooled = self._engine.raw_connection()
-            return pooled, pooled.driver_connection
+        if not self._own:  # the in-memory database: one connection (the mock's), never closed
+            if self._static is None:
+                self._static = self._engine.raw_connection()
+            return None, self._static.driver_connection
         if self._pid != os.getpid():  # never use a connection across fork
             self._idle, self._pid = {False: [], True: []}, os.getpid()
         if self._slots is not None:
@@ -187,7 +189,6 @@ class LeanConnections:
 
     def release(self, handle, reusable: bool) -> None:
         if not self._own:
-            handle.close()
             return
         driver, writer = handle
         try:
@@ -201,6 +202,9 @@ class LeanConnections:
                 self._slots.release()
 
     def close(self) -> None:
+        if self._static is not None:
+            self._static.close()
+            self._static = None
         idle, self._idle = self._idle, {False: [], True: []}
         for driver, _ in idle[False] + idle[True]:
             _close_quietly(driver)
