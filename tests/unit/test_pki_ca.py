@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import (
     AttributeOID,
-    ExtendedKeyUsageOID,
     ExtensionOID,
     NameOID,
     SignatureAlgorithmOID,
@@ -25,13 +24,11 @@ from opscm.pki import (
     check_csr,
     create_ca,
 )
-from tests.support.pki import ALLOW_ALL, PP_CLI_AUTH, PP_ROLE, PP_UUID, utf8
+from tests.support.pki import ALLOW_ALL, NS_COMMENT, PP_CLI_AUTH, PP_ROLE, PP_UUID, PUPPET_COMMENT_DER, assert_puppet_leaf_profile, utf8
 from tests.support.requirements import require_openssl
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
-NS_COMMENT = x509.ObjectIdentifier("2.16.840.1.113730.1.13")
-PUPPET_COMMENT_DER = b"\x16\x22Puppet Server Internal Certificate"
 PP_PRIV = x509.ObjectIdentifier("1.3.6.1.4.1.34380.1.2.7")
 
 
@@ -172,61 +169,7 @@ def test_signer_refuses_a_non_ca_certificate(signer, material, node_key):
 
 def test_agent_certificate_profile(signer, ca_cert, node_key):
     cert = sign(signer, make_csr(node_key), serial=42)
-    assert cert.version == x509.Version.v3
-    assert cert.signature_algorithm_oid == SignatureAlgorithmOID.RSA_WITH_SHA256
-    assert cert.serial_number == 42
-    assert cert.issuer == ca_cert.subject
-    assert cert.subject.rfc4514_string() == "CN=web1"
-    assert cert.not_valid_before_utc == NOW.replace(microsecond=0) - DAY
-    assert cert.not_valid_after_utc == NOW + timedelta(days=5 * 365)
-    assert cert.public_key().public_numbers() == node_key.public_key().public_numbers()
-
-    oids = [e.oid for e in cert.extensions]
-    assert oids == [
-        NS_COMMENT,
-        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
-        ExtensionOID.BASIC_CONSTRAINTS,
-        ExtensionOID.EXTENDED_KEY_USAGE,
-        ExtensionOID.KEY_USAGE,
-        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-    ]
-
-
-def test_agent_netscape_comment(signer, node_key):
-    e = ext(sign(signer, make_csr(node_key)), NS_COMMENT)
-    assert not e.critical
-    assert e.value.value == PUPPET_COMMENT_DER
-
-
-def test_agent_key_identifiers(signer, ca_cert, node_key):
-    cert = sign(signer, make_csr(node_key))
-    aki = ext(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
-    assert not aki.critical
-    assert aki.value.key_identifier == ext(ca_cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER).value.digest
-    ski = ext(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-    assert not ski.critical
-    # SHA-1 of the subjectPublicKey BIT STRING contents (RFC 5280 method 1).
-    pkcs1 = node_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    digest = hashes.Hash(hashes.SHA1())
-    digest.update(pkcs1)
-    assert ski.value.digest == digest.finalize()
-
-
-def test_agent_constraints_and_usages(signer, node_key):
-    cert = sign(signer, make_csr(node_key))
-    bc = ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
-    assert bc.critical and bc.value.ca is False and bc.value.path_length is None
-    eku = ext(cert, ExtensionOID.EXTENDED_KEY_USAGE)
-    assert eku.critical
-    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    ku = ext(cert, ExtensionOID.KEY_USAGE)
-    assert ku.critical
-    assert ku.value == x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=True,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
-    )
+    assert_puppet_leaf_profile(cert, ca_cert, node_key.public_key(), serial=42, certname="web1", now=NOW)
 
 
 def test_san_always_holds_the_certname(signer, node_key):

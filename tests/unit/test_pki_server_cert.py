@@ -6,18 +6,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtensionOID
 
 from opscm.pki import InvalidAltName, InvalidCertname, PkiError, parse_alt_names
 from opscm.pki.errors import InvalidPublicKey
-from tests.support.pki import PP_CLI_AUTH
+from tests.support.pki import PP_CLI_AUTH, assert_puppet_leaf_profile
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
-NS_COMMENT = x509.ObjectIdentifier("2.16.840.1.113730.1.13")
-PUPPET_COMMENT_DER = b"\x16\x22Puppet Server Internal Certificate"
 # pp_cli_auth exactly as puppetserver 7.9.5 writes it into its own certificate
 # (openssl asn1parse of a CA-mode server's cert: OCTET STRING 0C0474727565).
 CLI_AUTH_DER = bytes.fromhex("0c0474727565")
@@ -49,58 +47,8 @@ def ext(cert, oid) -> x509.Extension:
 
 def test_server_certificate_profile(signer, ca_cert, server_key):
     cert = issue(signer, server_key, "localhost", LOCAL, serial=2)
-    assert cert.version == x509.Version.v3
-    assert cert.signature_algorithm_oid == SignatureAlgorithmOID.RSA_WITH_SHA256
-    assert cert.serial_number == 2
-    assert cert.issuer == ca_cert.subject
-    assert cert.subject.rfc4514_string() == "CN=localhost"
-    assert cert.not_valid_before_utc == NOW.replace(microsecond=0) - DAY
-    assert cert.not_valid_after_utc == NOW + timedelta(days=5 * 365)
-    assert cert.public_key().public_numbers() == server_key.public_key().public_numbers()
-    assert [e.oid for e in cert.extensions] == [
-        NS_COMMENT,
-        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
-        ExtensionOID.BASIC_CONSTRAINTS,
-        ExtensionOID.EXTENDED_KEY_USAGE,
-        ExtensionOID.KEY_USAGE,
-        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-    ]
+    assert_puppet_leaf_profile(cert, ca_cert, server_key.public_key(), serial=2, certname="localhost", now=NOW)
     cert.verify_directly_issued_by(ca_cert)
-
-
-def test_server_netscape_comment(signer, server_key):
-    e = ext(issue(signer, server_key), NS_COMMENT)
-    assert not e.critical and e.value.value == PUPPET_COMMENT_DER
-
-
-def test_server_key_identifiers(signer, ca_cert, server_key):
-    cert = issue(signer, server_key)
-    aki = ext(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
-    assert not aki.critical
-    assert aki.value.key_identifier == ext(ca_cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER).value.digest
-    ski = ext(cert, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-    assert not ski.critical
-    pkcs1 = server_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    digest = hashes.Hash(hashes.SHA1())
-    digest.update(pkcs1)
-    assert ski.value.digest == digest.finalize()
-
-
-def test_server_constraints_and_usages(signer, server_key):
-    cert = issue(signer, server_key)
-    bc = ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
-    assert bc.critical and bc.value.ca is False and bc.value.path_length is None
-    eku = ext(cert, ExtensionOID.EXTENDED_KEY_USAGE)
-    assert eku.critical
-    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    ku = ext(cert, ExtensionOID.KEY_USAGE)
-    assert ku.critical
-    assert ku.value == x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=True,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
-    )
 
 
 def test_san_is_the_certname_then_the_alt_names(signer, server_key):
