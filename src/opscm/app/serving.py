@@ -63,7 +63,8 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 class OpscmHttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol (httptools), with TCP_NODELAY and a deadline on request heads.
+    """uvicorn's HTTP/1.1 protocol (httptools), with TCP_NODELAY, a deadline on request heads, and
+    a response's head and body written at once.
 
     asyncio sets TCP_NODELAY only on sockets made with IPPROTO_TCP, which a socket made by
     hand is not: each response (head and body are two writes) then waited ~40 ms for the
@@ -78,7 +79,7 @@ class OpscmHttpProtocol(HttpToolsProtocol):
         self._head_deadline: asyncio.TimerHandle | None = None
         if transport.get_extra_info("sslcontext") is not None:
             transport = _TlsTransport(transport, self.loop)
-        super().connection_made(transport)
+        super().connection_made(_CoalescingTransport(transport, self.loop))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -103,6 +104,44 @@ class OpscmHttpProtocol(HttpToolsProtocol):
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
+
+
+class _CoalescingTransport:
+    """Writes made in one turn of the event loop go out as one: uvicorn writes a response's head
+    and its body apart, two send() calls (two packets, with TCP_NODELAY) where one does."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._transport.write(b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
 
 
 class _TlsTransport:
