@@ -1,8 +1,8 @@
 """Which requests ``opscm serve`` answers on its event loop, and which in a thread.
 
-A boot storm's requests on the built-in Chef registry (no signature, no network call) are
-answered on the event loop, without the hand-off to a thread; Puppet's sign, so they run in a
-thread. A light change that finds SQLite's write lock taken never waits on the event loop: it
+A boot storm's requests on the built-in engines are answered on the event loop, without the
+hand-off to a thread; a Puppet change's signature alone runs in a thread, while the loop answers
+other requests. A light change that finds SQLite's write lock taken never waits on the event loop: it
 runs again in a thread, and is recorded once.
 """
 
@@ -47,6 +47,10 @@ def app(tmp_path):
 
 
 def _served(app, operation: str, params: dict) -> tuple[int, dict]:
+    return asyncio.run(_served_async(app, operation, params))
+
+
+async def _served_async(app, operation: str, params: dict) -> tuple[int, dict]:
     """One request through the ASGI application, as uvicorn hands it over."""
     body = json.dumps(params).encode()
     scope = {
@@ -65,7 +69,7 @@ def _served(app, operation: str, params: dict) -> tuple[int, dict]:
     async def send(message):
         sent.append(message)
 
-    asyncio.run(app.asgi(scope, receive, send))
+    await app.asgi(scope, receive, send)
     return sent[0]["status"], json.loads(sent[1]["body"])
 
 
@@ -114,15 +118,41 @@ def test_builtin_chef_changes_are_answered_on_the_event_loop(app):
     assert app.asgi._threads.handed == handed + 1
 
 
-def test_puppet_changes_sign_in_a_thread(app):
+def test_puppet_changes_sign_in_a_thread_while_the_loop_goes_on(app):
     _healthy_server(app, "puppet", "Puppet")
-    for i in range(2):
+    csr = lambda name: [{"Name": "PUPPET_NODE_CSR", "Value": make_csr(name)}]  # noqa: E731
+    assert _served(app, "AssociateNode", {"ServerName": "puppet", "NodeName": "warm", "EngineAttributes": csr("warm")})[0] == 200
+
+    # The signature waits until the test says so: meanwhile the event loop answers others.
+    engine = app.deps.engines["Puppet"]
+    signing, go_on = threading.Event(), threading.Event()
+    sign = engine.prepare_change
+
+    def slow_prepare(*args):
+        signing.set()
+        assert go_on.wait(10)
+        return sign(*args)
+
+    engine.prepare_change = slow_prepare
+    params = {"ServerName": "puppet", "NodeName": "p1", "EngineAttributes": csr("p1")}
+    describe = {"ServerName": "puppet", "NodeAssociationStatusToken": "not-a-token"}
+
+    async def scenario():
         before = app.asgi._threads.handed
-        params = {"ServerName": "puppet", "NodeName": f"p{i}", "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": make_csr(f"p{i}")}]}
-        status, answer = _served(app, "AssociateNode", params)
+        association = asyncio.ensure_future(_served_async(app, "AssociateNode", params))
+        while not signing.is_set():
+            await asyncio.sleep(0.01)
+        status, answer = await _served_async(app, "DescribeNodeAssociationStatus", describe)
+        assert (status, answer["__type"]) == (400, "ResourceNotFoundException")  # answered meanwhile
+        assert not association.done()
+        go_on.set()
+        status, answer = await association
         assert status == 200, answer
-        assert app.asgi._threads.handed == before + 1
-        assert _final_status(app, "puppet", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+        assert app.asgi._threads.handed == before + 1, "only the signature ran in a thread"
+        return answer["NodeAssociationStatusToken"]
+
+    token = asyncio.run(scenario())
+    assert _final_status(app, "puppet", token) == "SUCCESS"
 
 
 def test_a_light_change_never_waits_for_the_write_lock_on_the_event_loop(app, tmp_path):

@@ -79,7 +79,7 @@ class OpscmAsgi:
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
         """A boot storm's requests (light ones: see ``Pipeline.is_light``) on the event loop,
-        without the hand-off to a thread; any other request, or one that would wait, in a thread."""
+        their signatures in a thread; any other request, or one that would wait, in a thread."""
         pipeline = self._pipeline
         loop = asyncio.get_running_loop()
         if not pipeline.may_be_light(request.headers.get("x-amz-target", ""), len(request.body)):
@@ -89,10 +89,13 @@ class OpscmAsgi:
             return prepared
         if pipeline.is_light(prepared):
             try:
-                return pipeline.run_light(prepared)
+                return await pipeline.run_light(prepared, self._offload)
             except WouldWait:
                 pass
         return await loop.run_in_executor(self._threads, pipeline.run, prepared)
+
+    async def _offload(self, blocking):
+        return await asyncio.get_running_loop().run_in_executor(self._threads, blocking)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

@@ -18,7 +18,7 @@ from opscm.service.context import Dependencies, Limits
 from opscm.service.ports import Clock, NoTelemetry
 from opscm.service import health, monitoring, retention, schedule, updates
 from opscm.service.retention import Retention
-from opscm.service.operations import LIGHT, OPERATIONS
+from opscm.service.operations import LIGHT, OPERATIONS, STEPS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
 from opscm.store.database import migrate, open_database, sqlite_url
@@ -160,7 +160,8 @@ class Application:
         throttle = TokenBuckets(settings.throttle_rate, settings.throttle_burst) if settings.throttle_rate else None
         observe = self.metrics.observe_request if self.metrics else None
         self.pipeline = Pipeline(
-            JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle, observe, light=LIGHT
+            JsonProtocol(spec.service_model()), OPERATIONS, self.deps, authenticate, throttle, observe,
+            light=LIGHT, steps=STEPS,
         )
         body_limits = BodyLimits(settings.body_timeout, BodyBudget(settings.body_buffer_bytes))
         routes = health_routes(Readiness(lambda: schema_problem(self.database)))

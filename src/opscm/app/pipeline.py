@@ -8,7 +8,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
 
 from botocore.model import OperationModel
 
@@ -109,6 +110,9 @@ class TrustingAuthenticator:
 # The largest body a request may have to be read on the event loop (parsing is CPU).
 LIGHT_BODY_BYTES = 64 * 1024
 LightTest = Callable[[Dependencies, Caller, dict], bool]
+# A handler written as steps (see service.nodes.run_steps), and what runs its blocking steps.
+StepsHandler = Callable[[Dependencies, Caller, dict], Any]
+Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 
 @dataclasses.dataclass
@@ -133,6 +137,7 @@ class Pipeline:
         throttle: TokenBuckets | None = None,
         observe: ObserveRequest | None = None,
         light: Mapping[str, LightTest] | None = None,
+        steps: Mapping[str, StepsHandler] | None = None,
     ):
         self.protocol = protocol
         self._operations = operations
@@ -141,6 +146,7 @@ class Pipeline:
         self._throttle = throttle
         self._observe = observe
         self._light = light or {}
+        self._steps = steps or {}
         self._light_targets = frozenset(f"{protocol.target_prefix}.{name}" for name in self._light)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
@@ -156,11 +162,37 @@ class Pipeline:
         test = self._light.get(prepared.operation.name)
         return test is not None and test(self._deps, prepared.caller, prepared.params)
 
-    def run_light(self, prepared: Prepared) -> HttpResponse:
-        """:meth:`run` where nothing may wait for a lock: raises WouldWait (nothing written) when
-        a write lock is taken; then :meth:`run` it in a thread."""
-        with self._deps.uow.without_waiting():
-            return self.run(prepared)
+    async def run_light(self, prepared: Prepared, offload: Offload) -> HttpResponse:
+        """:meth:`run` on the event loop: nothing in it waits for a lock (it raises WouldWait,
+        nothing written: then :meth:`run` it in a thread), and what blocks in a handler written
+        as steps (a signature) is awaited through ``offload`` while the loop goes on."""
+        uow = self._deps.uow
+        make_steps = self._steps.get(prepared.operation.name)
+        if make_steps is None:
+            with uow.without_waiting():
+                return self.run(prepared)
+        result: Any = None
+        failure: Exception | None = None
+        try:
+            steps = make_steps(self._deps, prepared.caller, prepared.params)
+            value: Any = None
+            error: Exception | None = None
+            while True:
+                try:
+                    with uow.without_waiting():  # only while its code runs: other requests run between steps
+                        step = steps.throw(error) if error is not None else steps.send(value)
+                except StopIteration as done:
+                    result = done.value
+                    break
+                try:
+                    value, error = await offload(step), None
+                except Exception as exc:  # noqa: BLE001 - thrown into the steps, which decide
+                    value, error = None, exc
+        except WouldWait:
+            raise
+        except Exception as exc:  # noqa: BLE001 - answered as run() answers it
+            failure = exc
+        return self._outcome(prepared, lambda: _raise(failure) if failure is not None else result)
 
     def prepare(self, request: HttpRequest) -> Prepared | HttpResponse:
         """Authenticate, throttle, route, parse and authorize; an error is answered at once."""
@@ -191,9 +223,12 @@ class Pipeline:
 
     def run(self, prepared: Prepared) -> HttpResponse:
         """Run the handler and serialize its result (or the error it raised)."""
+        return self._outcome(prepared, lambda: prepared.handler(self._deps, prepared.caller, prepared.params))
+
+    def _outcome(self, prepared: Prepared, produce: Callable[[], dict]) -> HttpResponse:
         try:
             try:
-                result = prepared.handler(self._deps, prepared.caller, prepared.params)
+                result = produce()
             except DomainError as error:
                 raise ApiError(error.code, error.message) from None
             response = self.protocol.response(prepared.operation, result, prepared.request_id)
@@ -228,3 +263,7 @@ class Pipeline:
                       "status": response.status, "duration_ms": round(seconds * 1000, 1)}  # JSON logs' own fields
             log.info("%s %s %d %.1fms", request_id, shown, response.status, seconds * 1000, extra=fields)
         return response
+
+
+def _raise(failure: Exception):
+    raise failure

@@ -46,7 +46,7 @@ class RestorePlan:
 
 class BuiltinChef(KeyFingerprints):
     remote = False
-    light_changes = True  # a key check and a row: no signature
+    prepare_blocks = False  # a key's fingerprint
     engine = "ChefAutomate"
     endpoint = None
 

@@ -104,7 +104,7 @@ def _in_force(certificates: Iterable[CertificateRecord]) -> list[tuple[str, str 
 
 class BuiltinPuppet:
     remote = False
-    light_changes = False  # each change signs (a certificate, a CRL)
+    prepare_blocks = True  # it signs (a certificate, a CRL) and may load the CA key
     engine = "Puppet"
     endpoint = None
 

@@ -13,7 +13,7 @@ from opscm.service.ports import UnitOfWork
 
 class RemoteEngine:
     remote = True
-    light_changes = False
+    prepare_blocks = True  # never called: a remote engine's changes are applied by remote_changes
     engine: str  # set by each kind
     name: str
 

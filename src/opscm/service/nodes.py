@@ -1,7 +1,12 @@
 """AssociateNode, DescribeNodeAssociationStatus, DisassociateNode.
 
 Local engines (the built-in CA / registry) sign outside any transaction, then write the
-certificate or key, the node claim and the token in ONE transaction. Remote engines (an
+certificate or key, the node claim and the token in ONE transaction.
+
+A change is written as *steps* (a generator): it yields the work that may block (the
+signature: ``Engine.prepare_change`` when ``prepare_blocks``) and is sent its result. In a
+thread, :func:`run_steps` runs that work in place; on the event loop, the ASGI app runs it in a
+thread and goes on with other requests meanwhile. Remote engines (an
 operator's Chef Infra Server / Puppet Server CA) record the request first (IN_PROGRESS, with
 a job), are asked at once outside any transaction, and the job asks again until the change
 is final (see ``remote_changes``).
@@ -10,8 +15,11 @@ is final (see ``remote_changes``).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import secrets
+from collections.abc import Callable, Generator
+from typing import Any
 
 from opscm.domain.associations import Association, AssociationAction, AssociationStatus
 from opscm.domain.errors import DomainError, InvalidState, NotFound
@@ -29,24 +37,52 @@ TOKEN_BYTES = 65
 MAX_ATTEMPTS = 8
 
 
-def associate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
+# Steps of a handler: each yielded callable may block; the generator is sent its result (or
+# thrown its exception) and returns the handler's result.
+Steps = Generator[Callable[[], Any], Any, dict]
+
+
+def run_steps(steps: Steps) -> dict:
+    """Run a handler's steps here, the blocking ones in place (on a request thread)."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.throw(error) if error is not None else steps.send(value)
+        except StopIteration as done:
+            return done.value
+        try:
+            value, error = step(), None
+        except Exception as failure:  # noqa: BLE001 - the change's own handlers decide
+            value, error = None, failure
+
+
+def associate_node_steps(deps: Dependencies, caller: Caller, params: dict) -> Steps:
     return _change_node(deps, caller, params, AssociationAction.ASSOCIATE)
 
 
-def disassociate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
+def disassociate_node_steps(deps: Dependencies, caller: Caller, params: dict) -> Steps:
     return _change_node(deps, caller, params, AssociationAction.DISASSOCIATE)
 
 
+def associate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
+    return run_steps(associate_node_steps(deps, caller, params))
+
+
+def disassociate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
+    return run_steps(disassociate_node_steps(deps, caller, params))
+
+
 def change_is_light(deps: Dependencies, caller: Caller, params: dict) -> bool:
-    """Whether this node change may run on the event loop: its server is known without a read
-    (cached), its engine neither signs nor calls a network, and the store is embedded."""
+    """Whether this node change may be driven from the event loop: its server is known without a
+    read (cached), its engine is local (no network call), and the store is embedded."""
     if not deps.uow.embedded or not caller.may_touch(params["ServerName"]):
         return False
     server = deps.server_cache.peek(caller.account_id, caller.region, params["ServerName"])
     if server is None:
         return False
     try:
-        return deps.engine_for(server).light_changes
+        return not deps.engine_for(server).remote
     except DomainError:  # its backend is gone: the handler says so, from a thread
         return False
 
@@ -78,7 +114,7 @@ def _cached_server(deps: Dependencies, caller: Caller, name: str, *, reload: boo
     return server
 
 
-def _change_node(deps: Dependencies, caller: Caller, params: dict, action: AssociationAction) -> dict:
+def _change_node(deps: Dependencies, caller: Caller, params: dict, action: AssociationAction) -> Steps:
     operation = action.name.title() + "Node"
     node_name = params["NodeName"]
     server = _cached_server(deps, caller, params["ServerName"])
@@ -93,7 +129,7 @@ def _change_node(deps: Dependencies, caller: Caller, params: dict, action: Assoc
             if engine.remote:
                 remote_changes.start(deps, caller, server, engine, change, token_hash(token))
             else:
-                _change_locally(deps, caller, server, engine, change, token_hash(token))
+                yield from _change_locally(deps, caller, server, engine, change, token_hash(token))
             return {"NodeAssociationStatusToken": token}
         except StaleServer:
             server = _cached_server(deps, caller, params["ServerName"], reload=True)
@@ -121,7 +157,7 @@ def _holder(deps: Dependencies, server: Server, node_name: str) -> NodeClaim | N
 
 def _change_locally(
     deps: Dependencies, caller: Caller, server: Server, engine: Engine, change: NodeChange, hashed: str
-) -> None:
+) -> Generator[Callable[[], Any], Any, None]:
     action, name = change.action, change.node_name
     holder = None
     for attempt in range(MAX_ATTEMPTS):
@@ -131,7 +167,10 @@ def _change_locally(
             if action is AssociationAction.DISASSOCIATE and holder is None:
                 raise NotFound(f"Node {name} is not associated with server {server.name}.")
             check_claim(server.name, name, action, holder, server.node_name_policy)
-        prepared = engine.prepare_change(server, change, holder)
+        if engine.prepare_blocks:
+            prepared = yield functools.partial(engine.prepare_change, server, change, holder)
+        else:
+            prepared = engine.prepare_change(server, change, holder)
         now = deps.clock.now()
         try:
             with deps.uow(lean=True) as uow:

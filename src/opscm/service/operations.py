@@ -25,11 +25,18 @@ OPERATIONS = {
 }
 
 # Operations a request may be answered with on the event loop, each with its test (no I/O):
-# a boot storm is these requests. Any other request runs in a thread (it signs, calls a
-# network, or waits for the write lock).
+# a boot storm is these requests. Any other request runs in a thread (it calls a network, or
+# waits for the write lock).
 LIGHT = {
     # One read of a token: SQLite readers never wait; a PostgreSQL round trip would hold the loop.
     "DescribeNodeAssociationStatus": lambda deps, caller, params: deps.uow.embedded,
     "AssociateNode": nodes.change_is_light,
     "DisassociateNode": nodes.change_is_light,
+}
+
+# Handlers written as steps (see nodes.run_steps): on the event loop, what blocks in them (a
+# signature) runs in a thread while the loop goes on.
+STEPS = {
+    "AssociateNode": nodes.associate_node_steps,
+    "DisassociateNode": nodes.disassociate_node_steps,
 }

@@ -285,9 +285,9 @@ class Engine(Protocol):
     """
 
     remote: bool
-    # A node change needs no signature and no network call (the built-in Chef registry): on an
-    # embedded store it is answered on the event loop, without the hand-off to a thread.
-    light_changes: bool
+    # prepare_change signs or reads (the built-in CA): it runs where waiting is allowed, off
+    # the event loop. False: it is a quick computation (the built-in Chef registry's).
+    prepare_blocks: bool
     engine: str  # the engine it serves: "Puppet" or "ChefAutomate"
     endpoint: str | None  # the host nodes talk to (a backend's); None: opscm's own endpoint
 
