@@ -212,6 +212,7 @@ def _start_serving(args: argparse.Namespace, config, listeners, urls: list[str],
         body_buffer_bytes=args.body_buffer_mib * 1024 * 1024,
         metrics=args.metrics == "on",
         metrics_apart=len(listeners) > 1,
+        checkpoint_apart=True,
     )
     # Schema, admin key and crash recovery once, before any worker exists (and counts nothing).
     app = Application(dataclasses.replace(settings, metrics=False))

@@ -19,6 +19,7 @@ import pytest
 
 from opscm.app.composition import Application, Settings
 from opscm.service.ports import WouldWait
+from opscm.store.database import checkpoint_wal
 from tests.support.in_process import TARGET_PREFIX, call
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 
@@ -179,3 +180,31 @@ def test_a_light_change_never_waits_for_the_write_lock_on_the_event_loop(app, tm
     with sqlite3.connect(tmp_path / "opscm.db") as db:
         assert db.execute("select count(*) from associations where node_name = 'late'").fetchone()[0] == 1
         assert db.execute("select count(*) from chef_clients where name = 'late'").fetchone()[0] == 1
+
+
+def test_served_writers_leave_wal_checkpoints_to_the_leader(tmp_path):
+    # opscm serve's settings: a checkpoint writes and syncs the database file, which must never
+    # happen in a commit on the event loop; the leader's thread checkpoints instead.
+    application = Application(
+        Settings(data_dir=tmp_path, verify_signatures=False, ca_key_bits=2048, schedule_interval=0,
+                 health_interval=0, checkpoint_apart=True)
+    )
+    try:
+        assert "opscm-checkpoint" in [task._name for task in application.periodic]
+        with application.deps.uow(lean=True) as uow:
+            assert uow._driver.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        application.start()
+        _healthy_server(application, "chef", "ChefAutomate")
+        for i in range(20):
+            params = {"ServerName": "chef", "NodeName": f"n{i}", "EngineAttributes": _chef_attributes()}
+            assert call(application, "AssociateNode", json.dumps(params).encode())[0] == 200
+        busy, frames, copied = checkpoint_wal(application.database)
+        assert busy == 0 and frames > 0 and copied == frames, "every committed page is in the database file"
+    finally:
+        application.close()
+
+
+def test_elsewhere_writers_checkpoint_as_usual(app):
+    # The mock and the command-line tools run no leader's checkpoint: their writers do it.
+    with app.deps.uow(lean=True) as uow:
+        assert uow._driver.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)

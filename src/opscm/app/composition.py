@@ -21,7 +21,7 @@ from opscm.service.retention import Retention
 from opscm.service.operations import LIGHT, OPERATIONS, STEPS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
-from opscm.store.database import migrate, open_database, sqlite_url
+from opscm.store.database import CHECKPOINT_SECONDS, checkpoint_wal, migrate, open_database, sqlite_url
 from opscm.store.schema_version import schema_problem
 from opscm.service.server_cache import ServerCache
 from opscm.store.sql import SqlChefClients, SqlPuppetCas
@@ -81,6 +81,9 @@ class Settings:
     # apart (``metrics_asgi``, served on a port of its own).
     metrics: bool = False
     metrics_apart: bool = False
+    # SQLite (opscm serve): the hot path's writers leave WAL checkpoints to the leader's
+    # background thread (see store.database.checkpoint_wal); elsewhere they checkpoint as usual.
+    checkpoint_apart: bool = False
 
 
 def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, bytes]:
@@ -91,7 +94,8 @@ def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, byt
     migrate(database)
     # SQLite in a data dir: the hot path's writers queue on a lock rather than in SQLite's sleeps.
     gate = WriterGate(Path(settings.data_dir) / "opscm.db.writer") if database.dialect.name == "sqlite" and settings.data_dir else None
-    return database, SqlUnitOfWorkFactory(database, gate), load_master_key(settings.data_dir)
+    uow = SqlUnitOfWorkFactory(database, gate, checkpoint_apart=settings.checkpoint_apart)
+    return database, uow, load_master_key(settings.data_dir)
 
 
 class UtcClock:
@@ -150,6 +154,8 @@ class Application:
             ("opscm-health", settings.health_interval, lambda: health.check_all(self.deps)),
             ("opscm-retention", settings.retention_interval, lambda: retention.prune(self.deps)),
         ]
+        if settings.checkpoint_apart and self.database.dialect.name == "sqlite":
+            tasks.append(("opscm-checkpoint", CHECKPOINT_SECONDS, lambda: checkpoint_wal(self.database)))
         # An interval of 0 turns a task off (the mock's scheduler; tests that must not meet a window).
         self.periodic = [PeriodicTask(name, interval, task) for name, interval, task in tasks if interval > 0]
         regions = frozenset(check_regions(settings.regions))

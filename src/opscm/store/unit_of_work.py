@@ -146,8 +146,9 @@ class LeanConnections:
 
     IDLE_CHECK_SECONDS = 5.0
 
-    def __init__(self, engine: Engine, keep: int = 64, postgres_limit: int = 8):
+    def __init__(self, engine: Engine, keep: int = 64, postgres_limit: int = 8, checkpoint_apart: bool = False):
         self._engine = engine
+        self._checkpoint_apart = checkpoint_apart
         self._keep = keep
         dialect = engine.dialect.name
         self.fail_fast = dialect == "sqlite" and not isinstance(engine.pool, StaticPool)
@@ -181,6 +182,8 @@ class LeanConnections:
             pooled.detach()  # closed by us, never returned to the pool
             if writer and self.fail_fast:
                 driver.execute("PRAGMA busy_timeout=0")
+                if self._checkpoint_apart:  # commits on the event loop append to the WAL only
+                    driver.execute("PRAGMA wal_autocheckpoint=0")
             return (driver, writer), driver
         except BaseException:
             if self._slots is not None:
@@ -339,11 +342,11 @@ class LeanUnitOfWork(_Repositories):
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, engine: Engine, gate: WriterGate | None = None):
+    def __init__(self, engine: Engine, gate: WriterGate | None = None, *, checkpoint_apart: bool = False):
         self.engine = engine
         self.embedded = engine.dialect.name == "sqlite"
         self._gate = gate
-        self._lean_connections = LeanConnections(engine)
+        self._lean_connections = LeanConnections(engine, checkpoint_apart=checkpoint_apart)
         self._thread = threading.local()
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> SqlUnitOfWork | LeanUnitOfWork:
