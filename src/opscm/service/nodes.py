@@ -1,15 +1,15 @@
 """AssociateNode, DescribeNodeAssociationStatus, DisassociateNode.
 
 Local engines (the built-in CA / registry) sign outside any transaction, then write the
-certificate or key, the node claim and the token in ONE transaction.
+certificate or key, the node claim and the token in ONE transaction. Remote engines (an
+operator's Chef Infra Server / Puppet Server CA) record the request first (IN_PROGRESS, with
+a job), are asked at once outside any transaction, and the job asks again until the change
+is final (see ``remote_changes``).
 
 A change is written as *steps* (a generator): it yields the work that may block (the
 signature: ``Engine.prepare_change`` when ``prepare_blocks``) and is sent its result. In a
 thread, :func:`run_steps` runs that work in place; on the event loop, the ASGI app runs it in a
-thread and goes on with other requests meanwhile. Remote engines (an
-operator's Chef Infra Server / Puppet Server CA) record the request first (IN_PROGRESS, with
-a job), are asked at once outside any transaction, and the job asks again until the change
-is final (see ``remote_changes``).
+thread and goes on with other requests meanwhile.
 """
 
 from __future__ import annotations
