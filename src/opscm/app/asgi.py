@@ -21,9 +21,8 @@ from opscm import spec
 from opscm.protocol.errors import ApiError
 from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 from opscm.service.context import Dependencies
-from opscm.service.puppet_ca import ca_document
-
 from opscm.service.ports import WouldWait
+from opscm.service.puppet_ca import ca_document
 
 from .pipeline import Pipeline, Prepared
 from .request_body import BodyLimits, ClientGone

@@ -19,6 +19,9 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from opscm.service.ports import WouldWait
+
+from .database import BUSY_TIMEOUT_MS
 from .sql import (
     SqlAccessKeys,
     SqlAssociations,
@@ -29,9 +32,6 @@ from .sql import (
     SqlServers,
     SqlTags,
 )
-from opscm.service.ports import WouldWait
-
-from .database import BUSY_TIMEOUT_MS
 from .sql.base import Sql, sql_of
 
 _REPOSITORIES = {
@@ -274,11 +274,9 @@ class LeanUnitOfWork(_Repositories):
         """Take SQLite's write lock. The gate is held only while that lock is ours: a writer that
         finds it taken by a writer outside the gate (a Core transaction, another program) lets the
         gate go while it waits, so whoever waits on the gate waits for lean transactions only."""
-        if self._gate is None and not self._connections.fail_fast:  # the in-memory database
-            if self._wait:
-                self._driver.execute("BEGIN IMMEDIATE")
-            elif not self._begin_at_once():
-                raise WouldWait()
+        if not self._connections.fail_fast:
+            # The in-memory database: one shared connection, so no other writer to wait for.
+            self._driver.execute("BEGIN IMMEDIATE")
             return
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         pause = 0.001
@@ -303,10 +301,8 @@ class LeanUnitOfWork(_Repositories):
             pause = min(pause * 2, 0.05)
 
     def _begin_at_once(self) -> bool:
-        """BEGIN IMMEDIATE without SQLite's busy wait; False when another writer holds the lock."""
-        fail_fast = self._connections.fail_fast  # else: this connection has a busy timeout, for now 0
-        if not fail_fast:
-            self._driver.execute("PRAGMA busy_timeout=0")
+        """BEGIN IMMEDIATE on a writer's connection (no busy wait: see LeanConnections); False
+        when another writer holds the lock."""
         try:
             self._driver.execute("BEGIN IMMEDIATE")
             return True
@@ -314,9 +310,6 @@ class LeanUnitOfWork(_Repositories):
             if "locked" in str(error) or "busy" in str(error):
                 return False
             raise
-        finally:
-            if not fail_fast:
-                self._driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def commit(self) -> None:
         if self._engine.dialect.name == "sqlite":
