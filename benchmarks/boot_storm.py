@@ -205,15 +205,16 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each process."""
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return seconds
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -317,7 +318,9 @@ def _measure(store: str, args, keys, servers) -> None:
                 pids = [pid for s in servers for pid in _tree(s.process.pid)]
                 cpu_before, machine_before = cpu_seconds(pids), machine_ticks()
                 results, wall = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
-                cpu = cpu_seconds(pids) - cpu_before
+                cpu_after = cpu_seconds(pids)
+                per_process = {pid: cpu_after[pid] - cpu_before.get(pid, 0) for pid in cpu_after}
+                cpu = sum(per_process.values())
                 machine_after = machine_ticks()
                 busy = (machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1])
                 ok = [r for r in results if r[0] == "ok"]
@@ -334,6 +337,8 @@ def _measure(store: str, args, keys, servers) -> None:
                 )
                 if ceiling:
                     line += f" ceiling={ceiling:7.1f}/s ratio={rate / ceiling:4.2f}"
+                # How the work fell on the processes (a worker that got few connections shows here).
+                line += " CPU s per process=" + "/".join(f"{per_process[pid]:.1f}" for pid in sorted(per_process))
                 print(line, flush=True)
                 if errors:
                     print("   errors:", sorted({str(r[1]) for r in results if r[0] != "ok"})[:5], flush=True)

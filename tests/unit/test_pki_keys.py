@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from opscm.pki import InvalidPublicKey, check_rsa_public_key, generate_rsa_key, hash_password, verify_password
+from opscm.pki.keys import checked_key_fingerprint, public_key_fingerprint
 from tests.support.pki import rsa_public_key_pem
 
 
@@ -60,6 +61,13 @@ def test_pkcs1_converted_to_spki(pkcs1, spki):
 def test_tolerated_wrappings(spki, pkcs1, wrap):
     assert check_rsa_public_key(wrap(spki)) == spki
     assert check_rsa_public_key(wrap(pkcs1)) == spki
+
+
+@pytest.mark.parametrize("form", ["spki", "pkcs1", "wrapped"])
+def test_a_checked_keys_fingerprint_needs_no_second_parse(form, spki, pkcs1):
+    given = {"spki": spki, "pkcs1": pkcs1, "wrapped": spki.replace("\n", "\r\n  ")}[form]
+    checked = check_rsa_public_key(given)
+    assert checked_key_fingerprint(checked) == public_key_fingerprint(given) == public_key_fingerprint(spki)
 
 
 @pytest.mark.openssl

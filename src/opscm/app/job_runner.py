@@ -54,6 +54,11 @@ class JobRunner:
         assert self._deps is not None
         count = 0
         while not self._stop.is_set():
+            # A read first: the poll of an idle queue must not take SQLite's write lock, which a
+            # boot storm's associations queue for.
+            with self._deps.uow(read_only=True) as uow:
+                if not uow.jobs.claimable(self._deps.clock.now()):
+                    return count
             with self._deps.uow() as uow:
                 job = uow.jobs.claim(self._deps.clock.now(), LEASE_SECONDS)
                 uow.commit()

@@ -83,6 +83,7 @@ class Metrics:
         ).set(1)
         # labels() costs a lock and a tuple of str(); the hot path takes its pair from here.
         self._request_children: dict[tuple[str, str], tuple] = {}
+        self._change_children: dict[tuple[AssociationAction, str, str], object] = {}
 
     def observe_request(self, operation: str, outcome: str, seconds: float) -> None:
         children = self._request_children.get((operation, outcome))
@@ -93,7 +94,10 @@ class Metrics:
         children[1].observe(seconds)
 
     def node_changed(self, engine: str, action: AssociationAction, outcome: str, applied: Applied | None = None) -> None:
-        self._node_changes[action].labels(engine, outcome).inc()
+        child = self._change_children.get((action, engine, outcome))
+        if child is None:
+            child = self._change_children[(action, engine, outcome)] = self._node_changes[action].labels(engine, outcome)
+        child.inc()
         if applied is not None:
             if applied.certificates_issued:
                 self._issued.inc(applied.certificates_issued)

@@ -17,7 +17,7 @@ from opscm.domain.nodes import NodeClaim
 from opscm.domain.passwords import check_admin_password, generate_admin_password
 from opscm.domain.servers import Server
 from opscm.pki import generate_rsa_key, hash_password
-from opscm.pki.keys import public_key_fingerprint
+from opscm.pki.keys import checked_key_fingerprint, public_key_fingerprint
 from opscm.service.ports import Applied, CaStatus, Clock, NodeChange, Provisioned, UnitOfWork, UnitOfWorkFactory
 
 from .chef_nodes import checked_public_key, is_usable_key, vet_chef_change
@@ -102,8 +102,8 @@ class BuiltinChef(KeyFingerprints):
         return vet_chef_change(action, node_name, attributes)
 
     def prepare_change(self, server: Server, change: NodeChange, holder: NodeClaim | None) -> PreparedChange:
-        key = change.request.get("public_key")
-        return PreparedChange(change, self._clock.now(), public_key_fingerprint(key) if key else None)
+        key = change.request.get("public_key")  # as vet_chef_change checked it
+        return PreparedChange(change, self._clock.now(), checked_key_fingerprint(key) if key else None)
 
     def commit_change(self, uow: UnitOfWork, server: Server, prepared: PreparedChange) -> Applied:
         change, registry = prepared.change, uow.bind(self._registry)

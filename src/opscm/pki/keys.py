@@ -211,3 +211,10 @@ def public_key_fingerprint(public_key_pem: str) -> str:
     key = serialization.load_pem_public_key(public_key_pem.encode("ascii"))
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
+
+
+def checked_key_fingerprint(checked_pem: str) -> str:
+    """:func:`public_key_fingerprint` of a PEM that :func:`check_rsa_public_key` returned, without
+    parsing the key again: that PEM is cryptography's own encoding, so its DER is canonical."""
+    body = "".join(checked_pem.splitlines()[1:-1])
+    return hashlib.sha256(base64.b64decode(body)).hexdigest()

@@ -93,9 +93,14 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Made once: json.dumps and json.loads with options build an encoder or decoder per call.
+# ensure_ascii (the default): lone surrogates a client sent stay representable.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _dumps(data: object) -> bytes:
-    # ensure_ascii: lone surrogates a client sent stay representable.
-    return json.dumps(data, separators=(",", ":")).encode("ascii")
+    return _ENCODER.encode(data).encode("ascii")
 
 
 class JsonProtocol:
@@ -138,11 +143,11 @@ class JsonProtocol:
             ) from None
         if not text.strip():
             params: object = {}
-        elif json_value_count(body) > MAX_JSON_VALUES:
+        elif len(body) >= MAX_JSON_VALUES and json_value_count(body) > MAX_JSON_VALUES:  # the count is at most len + 1
             raise ApiError("SerializationException", f"Request body holds more than {MAX_JSON_VALUES} JSON values")
         else:
             try:
-                params = json.loads(text, parse_constant=_reject_constant)
+                params = _DECODER.decode(text)
             except RecursionError:
                 raise ApiError("SerializationException", "Request body is nested too deeply") from None
             except ValueError as exc:

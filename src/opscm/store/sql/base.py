@@ -40,7 +40,8 @@ class Sql:
         """A value for a ``UtcDateTime`` column."""
         if moment is None:
             return None
-        moment = moment.astimezone(timezone.utc)
+        if moment.tzinfo is not timezone.utc:  # the clock's own times are UTC already
+            moment = moment.astimezone(timezone.utc)
         # SQLAlchemy's SQLite DATETIME storage format, so Core reads what this wrote.
         return moment.replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else moment
 

@@ -43,13 +43,8 @@ class SqlJobs(Repository):
     def claim(self, now: datetime, lease_seconds: float) -> Job | None:
         """Take the oldest pending job whose lease is free; the lease outlives a crashed worker."""
         c = t.jobs.c
-        free = or_(c.lease_until.is_(None), c.lease_until < now)
-        due = or_(c.run_after.is_(None), c.run_after <= now)
-        row = (
-            self._db.execute(select(t.jobs).where(c.state == "pending", free, due).order_by(c.id).limit(1))
-            .mappings()
-            .first()
-        )
+        free = _free(now)
+        row = self._db.execute(_claimable(now).order_by(c.id).limit(1)).mappings().first()
         if row is None:
             return None
         taken = self._db.execute(
@@ -67,6 +62,9 @@ class SqlJobs(Repository):
             payload=row["payload"],
             created_at=row["created_at"],
         )
+
+    def claimable(self, now: datetime) -> bool:
+        return self._db.execute(_claimable(now).limit(1)).first() is not None
 
     def finish(self, job_id: int, *, error: str | None = None) -> None:
         self._db.execute(
@@ -89,3 +87,14 @@ class SqlJobs(Repository):
         """Forget up to ``limit`` finished jobs created before ``before``."""
         c = t.jobs.c
         return self._delete_some(t.jobs, c.id, (c.created_at < before) & (c.state != "pending"), limit)
+
+
+def _free(now: datetime):
+    c = t.jobs.c
+    return or_(c.lease_until.is_(None), c.lease_until < now)
+
+
+def _claimable(now: datetime):
+    c = t.jobs.c
+    due = or_(c.run_after.is_(None), c.run_after <= now)
+    return select(t.jobs).where(c.state == "pending", _free(now), due)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import delete, insert, update
 
 from opscm.domain.nodes import NodeNamePolicy
@@ -11,9 +13,15 @@ from .. import schema as t
 from .base import Repository
 
 
-_NAMES = tuple(column.name for column in t.servers.columns)
-_COLUMNS = ", ".join(_NAMES)
-_TIMES = ("created_at", "last_automated_backup_at", "last_maintenance_at")
+# Every column, in the order SqlServers._server unpacks a row.
+READ_COLUMNS = (
+    "id", "account_id", "region", "name", "engine", "engine_model", "engine_version", "status",
+    "status_reason", "endpoint", "created_at", "settings", "engine_data", "maintenance_status",
+    "last_automated_backup_at", "last_maintenance_at", "backend", "node_name_policy", "revision",
+)
+_COLUMNS = ", ".join(READ_COLUMNS)
+# Frozen, so one instance per choice serves every row (DescribeServers reads them all).
+_engine_choice = functools.lru_cache(maxsize=64)(EngineChoice)
 
 
 class SqlServers(Repository):
@@ -65,12 +73,28 @@ class SqlServers(Repository):
         return [self._server(row) for row in rows]
 
     def _server(self, row) -> Server:
-        values = dict(zip(_NAMES, row))
-        for name in _TIMES:
-            values[name] = self._sql.read_time(values[name])
-        for name in ("settings", "engine_data"):
-            values[name] = self._sql.read_json(values[name])
-        return _server(values)
+        (server_id, account_id, region, name, engine, model, version, status, status_reason, endpoint, created_at,
+         settings, engine_data, maintenance_status, backup_at, maintenance_at, backend, policy, revision) = row
+        read_time, read_json = self._sql.read_time, self._sql.read_json
+        return Server(
+            id=server_id,
+            account_id=account_id,
+            region=region,
+            name=name,
+            engine=_engine_choice(engine, model, version),
+            status=ServerStatus(status),
+            status_reason=status_reason,
+            endpoint=endpoint,
+            created_at=read_time(created_at),
+            settings=dict(read_json(settings)),
+            engine_data=dict(read_json(engine_data)),
+            maintenance_status=maintenance_status,
+            last_automated_backup_at=read_time(backup_at),
+            last_maintenance_at=read_time(maintenance_at),
+            backend=backend,
+            node_name_policy=NodeNamePolicy(policy),
+            revision=revision,
+        )
 
 
 def _server_row(server: Server) -> dict:
@@ -95,24 +119,3 @@ def _server_row(server: Server) -> dict:
         "node_name_policy": str(server.node_name_policy),
     }
 
-
-def _server(row) -> Server:
-    return Server(
-        id=row["id"],
-        account_id=row["account_id"],
-        region=row["region"],
-        name=row["name"],
-        engine=EngineChoice(row["engine"], row["engine_model"], row["engine_version"]),
-        status=ServerStatus(row["status"]),
-        status_reason=row["status_reason"],
-        endpoint=row["endpoint"],
-        created_at=row["created_at"],
-        settings=dict(row["settings"]),
-        engine_data=dict(row["engine_data"]),
-        maintenance_status=row["maintenance_status"],
-        last_automated_backup_at=row["last_automated_backup_at"],
-        last_maintenance_at=row["last_maintenance_at"],
-        backend=row["backend"],
-        node_name_policy=NodeNamePolicy(row["node_name_policy"]),
-        revision=row["revision"],
-    )
