@@ -208,3 +208,23 @@ def test_elsewhere_writers_checkpoint_as_usual(app):
     # The mock and the command-line tools run no leader's checkpoint: their writers do it.
     with app.deps.uow(lean=True) as uow:
         assert uow._driver.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
+
+
+def test_an_idle_job_queue_is_polled_without_the_write_lock(tmp_path):
+    """The job runner polls every quarter second; during a boot storm a poll that took SQLite's
+    write lock would make the associations queue behind it. With another writer holding the
+    lock, a poll of an idle queue returns at once, and a queued job is still run afterwards."""
+    app = Application(Settings(data_dir=tmp_path, verify_signatures=False, ca_key_bits=2048))  # not started: polled here
+    try:
+        holder = sqlite3.connect(tmp_path / "opscm.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            polled = concurrent.futures.ThreadPoolExecutor(1).submit(app.jobs.run_pending)
+            assert polled.result(timeout=5) == 0  # a write would wait out the 30 s busy timeout
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert call(app, "CreateServer", json.dumps(create_server_params("queued", "ChefAutomate")).encode())[0] == 200
+        assert app.jobs.run_pending() == 1
+    finally:
+        app.close()
