@@ -130,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .app.config import Config, ConfigError, load_config
     from .app.data_dir import DataDirError, prepare_data_dir
     from .app.logs import configure_logging, console
-    from .app.serving import make_listener
+    from .app.serving import make_listener, make_listeners
 
     configure_logging(args.log_level, args.log_format)
     say = console()
@@ -156,19 +156,18 @@ def _serve(args: argparse.Namespace) -> int:
         say.error(str(error))
         return 1
     metrics_port = args.metrics_port if args.metrics == "on" else None
-    listeners = []
-    for port in (args.port, metrics_port):
-        if port is None:
-            continue
-        try:
-            listeners.append(make_listener(args.host, port))
-        except OSError as error:
-            say.error(f"cannot listen on {args.host}:{port}: {(error.strerror or str(error)).lower()}")
-            return 1
-    scheme = "https" if tls_files else "http"
-    urls = [f"{scheme}://{host}:{listener.getsockname()[1]}" for listener in listeners]
     try:
-        return _start_serving(args, config, listeners, urls, endpoint_host, tls_files)
+        port = args.port
+        api = make_listeners(args.host, port, args.workers)  # one per worker
+        port = metrics_port
+        metrics = [make_listener(args.host, port)] if port is not None else []  # shared: scrapes are few
+    except OSError as error:
+        say.error(f"cannot listen on {args.host}:{port}: {(error.strerror or str(error)).lower()}")
+        return 1
+    scheme = "https" if tls_files else "http"
+    urls = [f"{scheme}://{host}:{listener.getsockname()[1]}" for listener in (api[0], *metrics)]
+    try:
+        return _start_serving(args, config, api, metrics, urls, endpoint_host, tls_files)
     except SQLAlchemyError as error:
         # The driver's first line says what is wrong (never SQL parameters: they are hidden).
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
@@ -179,11 +178,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 1
 
 
-def _start_serving(args: argparse.Namespace, config, listeners, urls: list[str], endpoint_host: str, tls_files) -> int:
+def _start_serving(args: argparse.Namespace, config, api, metrics_listeners, urls: list[str], endpoint_host: str, tls_files) -> int:
     from .app import metrics
     from .app.composition import Application, Settings
     from .app.logs import console
-    from .app.serving import HttpOptions, Supervisor, run_worker
+    from .app.serving import HttpOptions, Supervisor, own_socket, run_worker
     from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
     from .service.retention import Retention
 
@@ -211,7 +210,7 @@ def _start_serving(args: argparse.Namespace, config, listeners, urls: list[str],
         body_timeout=args.body_timeout,
         body_buffer_bytes=args.body_buffer_mib * 1024 * 1024,
         metrics=args.metrics == "on",
-        metrics_apart=len(listeners) > 1,
+        metrics_apart=bool(metrics_listeners),
         checkpoint_apart=True,
     )
     # Schema, admin key and crash recovery once, before any worker exists (and counts nothing).
@@ -243,7 +242,7 @@ def _start_serving(args: argparse.Namespace, config, listeners, urls: list[str],
 
     supervisor = Supervisor(
         args.workers,
-        lambda _index, on_ready: run_worker(settings, options, listeners, on_ready),
+        lambda index, on_ready: run_worker(settings, options, [own_socket(api, index), *metrics_listeners], on_ready),
         on_worker_exit=shared.worker_ended if shared else None,
     )
     try:

@@ -1,15 +1,21 @@
-"""``opscm serve --workers N``: N processes on one socket, background work led by one of them per
-data store (SQLite and PostgreSQL), a dead leader replaced, a dead worker restarted."""
+"""``opscm serve --workers N``: N processes on one port (a socket each), background work led by
+one of them per data store (SQLite and PostgreSQL), a dead leader replaced, a dead worker
+restarted, a burst of connections spread over the workers."""
 
+import errno
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from opscm.app.serving import make_listener, make_listeners
 from tests.support.postgres import fresh_database
 from tests.support.requests import create_server_params
 from tests.support.server import start_server, wait_for_status
@@ -103,3 +109,67 @@ def test_workers_end_with_their_supervisor(tmp_path):
     workers = _workers(server)
     server.stop(signal.SIGKILL)  # no chance to stop them: the kernel tells them (PR_SET_PDEATHSIG)
     _wait_for(lambda: not [pid for pid in workers if _alive(pid)], 10, "the workers' end")
+
+
+def _sockets_of(pid: int, port: int, state: str) -> set[str]:
+    """The inodes of the process's TCP sockets on local ``port`` in ``state`` (/proc: 01
+    established, 0A listening)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state and fields[9] in inodes:
+            found.add(fields[9])
+    return found
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(tmp_path):
+    """Connections made all at once (a boot storm's first second, a pool of keep-alive clients)
+    reach every worker: on one shared socket, the worker that woke first took them all. Each
+    worker listens on a socket of its own, and the kernel spreads connections over them."""
+    server = start_server(tmp_path, "--ca-key-bits", "2048", "--workers", "2")
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        workers = _workers(server)
+        listening = [_sockets_of(pid, port, "0A") for pid in workers]
+        assert [len(inodes) for inodes in listening] == [1, 1] and listening[0] != listening[1]
+        sockets = []
+        for _ in range(64):
+            connection = socket.socket()
+            connection.setblocking(False)
+            connection.connect_ex(("127.0.0.1", port))  # all SYNs before any accept
+            sockets.append(connection)
+        for connection in sockets:
+            connection.setblocking(True)
+            connection.sendall(b"GET /health HTTP/1.1\r\nhost: opscm\r\n\r\n")
+        for connection in sockets:
+            assert connection.recv(4096).startswith(b"HTTP/1.1 ")
+        held = [len(_sockets_of(pid, port, "01")) for pid in workers]
+        assert sum(held) == 64
+        assert min(held) >= 8, held  # the kernel's hash: about 32 each (1 in 10^8 below 8)
+        for connection in sockets:
+            connection.close()
+    finally:
+        server.stop()
+
+
+def test_the_workers_sockets_share_one_port_no_other_process_may_join(tmp_path):
+    listeners = make_listeners("127.0.0.1", 0, 3)
+    try:
+        ports = {listener.getsockname()[1] for listener in listeners}
+        assert len(ports) == 1 and len(set(listeners)) == 3
+        port = ports.pop()
+        for attempt in (lambda: make_listeners("127.0.0.1", port, 2), lambda: make_listener("127.0.0.1", port)):
+            with pytest.raises(OSError) as refused:
+                attempt()
+            assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        for listener in listeners:
+            listener.close()

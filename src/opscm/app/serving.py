@@ -1,9 +1,10 @@
-"""How ``opscm serve`` reaches clients: one listening socket made before the workers fork,
-uvicorn in each worker with opscm's HTTP protocol, and the supervisor that keeps N workers.
+"""How ``opscm serve`` reaches clients: listening sockets made before the workers fork (one per
+worker on the API's port, see :func:`make_listeners`), uvicorn in each worker with opscm's HTTP
+protocol, and the supervisor that keeps N workers.
 
-The parent makes the socket, the TLS context's files, the schema and the admin credential,
+The parent makes the sockets, the TLS context's files, the schema and the admin credential,
 then forks the workers; each builds its own :class:`Application` (no connection, thread or
-lock crosses a fork), serves the shared socket, and competes for the data store's leadership
+lock crosses a fork), serves its sockets, and competes for the data store's leadership
 (see ``leadership.py``). The parent prints the ready line once all of them serve, restarts a
 worker that dies, and stops them all on SIGTERM / SIGINT.
 """
@@ -47,13 +48,47 @@ class HttpOptions:
     tls: TlsFiles | None = None
 
 
-def make_listener(host: str, port: int) -> socket.socket:
+def make_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.create_server((host, port), family=family, reuse_port=False)
+    listener = socket.create_server((host, port), family=family, reuse_port=reuse_port)
     # Linux hands the option down to accepted sockets (the TLS handshake, too); the protocol
     # sets it again on each connection, wherever the socket came from.
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return listener
+
+
+def make_listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one port, one per worker (SO_REUSEPORT): the kernel spreads
+    new connections over them. On one shared socket, the worker that wakes first accepts every
+    connection waiting, so a burst of keep-alive clients (a boot storm's first second, a test
+    suite's pool) can all land on one worker and leave the other cores idle.
+
+    A plain socket bound first proves the port free: a socket with SO_REUSEPORT would otherwise
+    join the group of another process of the same user on that port and silently share it."""
+    if count <= 1 or not hasattr(socket, "SO_REUSEPORT"):
+        return [make_listener(host, port)] * count  # one socket, shared
+    probe = make_listener(host, port)
+    port = probe.getsockname()[1]
+    probe.close()
+    listeners: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            listeners.append(make_listener(host, port, reuse_port=True))
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+def own_socket(listeners: list[socket.socket], index: int) -> socket.socket:
+    """In worker ``index``: its socket of :func:`make_listeners`; the copies of the others' that
+    the fork handed down are closed (the supervisor keeps them for the workers it restarts)."""
+    mine = listeners[index]
+    for listener in listeners:
+        if listener is not mine:
+            listener.close()
+    return mine
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -200,8 +235,8 @@ class ServingServer(uvicorn.Server):
 def run_worker(
     settings: Settings, options: HttpOptions, listeners: list[socket.socket], on_ready: Callable[[], None]
 ) -> int:
-    """One worker process: its own Application on the shared sockets (returns its exit status):
-    the API's, and the metrics port's when there is one."""
+    """One worker process: its own Application on its sockets (returns its exit status): its own
+    on the API's port, and the metrics port's (shared) when there is one."""
     app = Application(settings)
     asgi = app.asgi
     if len(listeners) > 1:
