@@ -53,20 +53,20 @@ class OpscmAsgi:
         if scope["type"] != "http" or scope["path"] != "/":
             await self._routes(scope, receive, send)
             return
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        declared = next((v for k, v in headers if k.lower() == "content-length"), "")
+        headers = joined_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
         close = False
+        held = 0
         try:
-            async with self._limits.read(declared, receive) as body:
-                request = HttpRequest(
-                    method=scope["method"],
-                    # SigV4 signs the path and query as sent, still percent-encoded.
-                    path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
-                    query=scope.get("query_string", b"").decode("latin-1"),
-                    headers=joined_headers(headers),  # every value of a repeated header
-                    body=body,
-                )
-                response = await self._answer(request)
+            body, held = await self._limits.receive(headers.get("content-length", ""), receive)
+            request = HttpRequest(
+                method=scope["method"],
+                # SigV4 signs the path and query as sent, still percent-encoded.
+                path=(scope.get("raw_path") or scope["path"].encode()).decode("latin-1"),
+                query=scope.get("query_string", b"").decode("latin-1"),
+                headers=headers,  # every value of a repeated header, joined
+                body=body,
+            )
+            response = await self._answer(request)
         except ApiError as error:
             # The rest of the body may still be on its way: end the connection after the answer.
             response, close = self._pipeline.protocol.error_response(error, "-"), True
@@ -74,6 +74,8 @@ class OpscmAsgi:
             client = scope.get("client")
             log.info("client %s went away before its request body arrived", f"{client[0]}:{client[1]}" if client else "-")
             return
+        finally:
+            self._limits.release(held)  # the body's bytes count until the request is answered
         await _send(send, response, close)
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:

@@ -8,10 +8,9 @@ its bytes forever; without the budget 48 such clients of 4 MiB each hold ~200 MB
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from opscm.protocol.errors import ApiError
 
@@ -50,10 +49,10 @@ class BodyLimits:
     budget: BodyBudget = dataclasses.field(default_factory=lambda: BodyBudget(DEFAULT_BODY_BUFFER_BYTES))
     max_bytes: int = MAX_BODY_BYTES
 
-    @contextlib.asynccontextmanager
-    async def read(self, declared: str, receive: Callable[[], Awaitable[dict]]) -> AsyncIterator[bytes]:
-        """The body of an ASGI request (``declared``: its Content-Length header, or ""),
-        counted against the budget until the block ends (the request is answered)."""
+    async def receive(self, declared: str, receive: Callable[[], Awaitable[dict]]) -> tuple[bytes, int]:
+        """The body of an ASGI request (``declared``: its Content-Length header, or ""), and the
+        bytes of the budget it holds: give them back with :meth:`release` once the request is
+        answered. When this raises, it holds nothing."""
         held = 0
         try:
             # A declared length is taken whole up front: a client announcing 4 MiB and sending
@@ -83,9 +82,13 @@ class BodyLimits:
                     f"The request body did not arrive within {self.timeout:g} seconds.",
                     408,
                 ) from None
-            yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        finally:
+            return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), held
+        except BaseException:
             self.budget.give_back(held)
+            raise
+
+    def release(self, held: int) -> None:
+        self.budget.give_back(held)
 
     def _take(self, size: int) -> int:
         if not self.budget.take(size):

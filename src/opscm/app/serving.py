@@ -207,6 +207,7 @@ def uvicorn_config(asgi, options: HttpOptions) -> uvicorn.Config:
         ws="none",
         lifespan="off",
         access_log=False,
+        server_header=False,  # "server: uvicorn" tells a client nothing it needs, on every answer
         log_config=None,  # opscm's logging, set up once (app/logs.py), holds for uvicorn's loggers too
         log_level=None,
         limit_concurrency=options.max_connections,
