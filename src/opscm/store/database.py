@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
+
+from .revisions import HEAD_REVISION, current_revision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # How long a SQLite writer waits for the write lock before "database is locked".
@@ -83,6 +83,12 @@ def checkpoint_wal(engine: Engine) -> tuple[int, int, int]:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration (creates it on first start)."""
+    with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
+        if current_revision(connection) == HEAD_REVISION:
+            return  # nothing to do: Alembic (a quarter of a second to import) stays unloaded
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:

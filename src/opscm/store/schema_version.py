@@ -3,25 +3,18 @@ newest migration this opscm knows (Alembic's revision in the database against th
 
 from __future__ import annotations
 
-import functools
 import logging
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .database import MIGRATIONS
+from .revisions import HEAD_REVISION, current_revision
 
 log = logging.getLogger(__name__)
 
 
-@functools.cache
 def head_revision() -> str:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return HEAD_REVISION
 
 
 def schema_problem(engine: Engine) -> str | None:
@@ -30,7 +23,7 @@ def schema_problem(engine: Engine) -> str | None:
     try:
         # DEFERRED (SQLite): a reader, never queued behind writers for the write lock.
         with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+            current = current_revision(connection)
     except SQLAlchemyError as error:
         log.debug("readiness: %s", str(getattr(error, "orig", None) or error).strip().splitlines()[0])
         return "the database does not answer"
