@@ -136,12 +136,21 @@ def test_signer_exposes_the_certificate_but_not_the_key(signer, material):
         pickle.dumps(signer)
 
 
-def test_signer_refuses_a_key_not_matching_the_certificate(material):
+@pytest.mark.parametrize("key_is_ours", [False, True])
+def test_signer_refuses_a_key_not_matching_the_certificate(material, key_is_ours):
+    # Skipping OpenSSL's consistency check of a sealed key of opscm's own never skips this one.
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption())
     with pytest.raises(PkiError, match="^The CA private key does not match the CA certificate$"):
-        CaSigner(pem, material.cert_pem)
+        CaSigner(pem, material.cert_pem, key_is_ours=key_is_ours)
+
+
+def test_a_signer_of_opscms_own_key_signs_what_the_ca_certificate_verifies(material, node_key):
+    ours = CaSigner(material.key_pem, material.cert_pem, key_is_ours=True)
+    cert = sign(ours, make_csr(node_key))
+    ca_key = x509.load_pem_x509_certificate(material.cert_pem.encode()).public_key()
+    ca_key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
 
 
 def test_signer_refuses_garbage_and_encrypted_keys(material):

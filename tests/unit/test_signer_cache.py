@@ -1,3 +1,9 @@
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
 from opscm.engines.serial_blocks import SerialBlocks
 from opscm.engines.signer_cache import SignerCache
 
@@ -23,6 +29,39 @@ def test_signer_is_loaded_once_per_ca_certificate_and_reloaded_when_it_changes()
     cache.forget("s3")
     cache.get("s3", "c", loader("g"))
     assert loads == ["a", "c", "d", "e", "f", "g"]
+
+
+def test_threads_that_meet_an_empty_cache_load_the_key_once():
+    """A boot storm on a process that has loaded nothing yet: 32 request threads want the same
+    signer; one loads it (a 4096-bit key takes ~250 ms), the others wait and take it."""
+    cache = SignerCache()
+    loads = []
+
+    def load():
+        loads.append(threading.get_ident())
+        time.sleep(0.2)  # the others arrive meanwhile
+        return object()
+
+    with ThreadPoolExecutor(32) as pool:
+        signers = list(pool.map(lambda _: cache.get("s1", "cert-1", load), range(32)))
+    assert len(loads) == 1
+    assert len({id(signer) for signer in signers}) == 1
+
+
+def test_a_failed_load_leaves_the_next_thread_to_try():
+    cache = SignerCache()
+    attempts = []
+
+    def load():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("the store is away")
+        return "signer"
+
+    with pytest.raises(OSError):
+        cache.get("s1", "cert-1", load)
+    assert cache.get("s1", "cert-1", load) == "signer"
+    assert len(attempts) == 2
 
 
 def test_serials_come_in_blocks_unique_and_increasing_per_process():

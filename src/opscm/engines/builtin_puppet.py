@@ -158,7 +158,7 @@ class BuiltinPuppet:
     def _new_ca(self, server: Server) -> CaRecord:
         now = self._clock.now()
         material = create_ca(server.name, now=now, key_bits=self._ca_key_bits)
-        signer = CaSigner(material.key_pem, material.cert_pem)
+        signer = CaSigner(material.key_pem, material.cert_pem, key_is_ours=True)
         # Kept loaded for the server's first signatures (a load costs ~230 ms of GIL at 4096 bits).
         self._signers.get(server.id, material.cert_pem, lambda: signer)
         crl = signer.crl([], number=1, now=now)
@@ -320,9 +320,9 @@ class BuiltinPuppet:
         if ca is None:
             return "the certificate authority is missing"
         if self._checked_keys.get(server.id) != ca.key_enc:
-            # A stored key not seen working yet is loaded once (~230 ms of GIL at 4096 bits).
+            # A stored key not seen working yet is loaded once (it opens, parses and matches its certificate).
             try:
-                self._signers.put(server.id, ca.cert_pem, CaSigner(self._box.open(ca.key_enc), ca.cert_pem))
+                self._signers.put(server.id, ca.cert_pem, CaSigner(self._box.open(ca.key_enc), ca.cert_pem, key_is_ours=True))
             except Exception:  # noqa: BLE001 - any failure to load the key means no signing
                 self._checked_keys.pop(server.id, None)
                 return "the CA key cannot be used"
@@ -375,7 +375,7 @@ class BuiltinPuppet:
         saved = snapshot["ca"]
         record = CaRecord(base64.b64decode(saved["key_enc"]), saved["cert_pem"], saved["crl_pem"])
         # The key must still open; loaded through the cache, which the restored CA then serves from.
-        signer = self._signers.get(server.id, record.cert_pem, lambda: CaSigner(self._box.open(record.key_enc), record.cert_pem))
+        signer = self._signers.get(server.id, record.cert_pem, lambda: CaSigner(self._box.open(record.key_enc), record.cert_pem, key_is_ours=True))
         engine_data = {**snapshot["engine_data"], CA_CERT: record.cert_pem}
         certificates = {cert.serial: cert for cert in map(_certificate, snapshot["certificates"])}
         next_serial, crl_number = saved["next_serial"], saved["crl_number"]
@@ -427,7 +427,7 @@ class BuiltinPuppet:
                 ca = uow.bind(self._store).get(server.id)
             if ca is None:
                 raise InvalidState(f"Server {server.name} has no certificate authority.")
-            return CaSigner(self._box.open(ca.key_enc), ca.cert_pem)
+            return CaSigner(self._box.open(ca.key_enc), ca.cert_pem, key_is_ours=True)
 
         if cert_pem is None:
             raise InvalidState(f"Server {server.name} has no certificate authority.")

@@ -96,9 +96,15 @@ class CaSigner:
 
     __slots__ = ("_key", "_cert", "_cert_pem", "_aki")
 
-    def __init__(self, key_pem: bytes, cert_pem: str):
+    def __init__(self, key_pem: bytes, cert_pem: str, *, key_is_ours: bool = False):
+        """``key_is_ours``: the key was made by :func:`create_ca` and has been kept where nobody
+        could change it (sealed), so OpenSSL's check that its numbers are consistent (~350 ms of
+        CPU for 4096 bits, every load) proves nothing and is skipped; that it matches the
+        certificate is still checked."""
         try:
-            key = serialization.load_pem_private_key(_bytes(key_pem), password=None)
+            key = serialization.load_pem_private_key(
+                _bytes(key_pem), password=None, unsafe_skip_rsa_key_validation=key_is_ours
+            )
         except TypeError:
             raise PkiError("The CA private key is encrypted; it must be decrypted first") from None
         except Exception:
