@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 
 from opscm.engines.ports import CaRecord, CertificateRecord, CertificateStatus, PuppetCaState, RevocationState
 
@@ -44,16 +44,14 @@ class SqlPuppetCas(Repository):
         return CaRecord(key_enc=row.key_enc, cert_pem=row.cert_pem, crl_pem=row.crl_pem) if row else None
 
     def reserve_serials(self, server_id: str, count: int) -> int:
-        c = t.puppet_cas.c
-        end = self._db.scalar(
-            update(t.puppet_cas)
-            .where(c.server_id == server_id)
-            .values(next_serial=c.next_serial + count)
-            .returning(c.next_serial)
+        # Plain SQL: a lean transaction of its own, queued with the hot path's other writers.
+        row = self._sql.first(
+            "UPDATE puppet_cas SET next_serial = next_serial + :count WHERE server_id = :server_id RETURNING next_serial",
+            {"count": count, "server_id": server_id},
         )
-        if end is None:
+        if row is None:
             raise LookupError(f"server {server_id} has no certificate authority")
-        return end - count
+        return row[0] - count
 
     def revocation_state(self, server_id: str) -> RevocationState | None:
         number = self._db.scalar(select(t.puppet_cas.c.crl_number).where(t.puppet_cas.c.server_id == server_id))
