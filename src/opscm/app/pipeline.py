@@ -21,6 +21,7 @@ from opscm.protocol.json11 import HttpRequest, HttpResponse, JsonProtocol
 from opscm.protocol.sigv4 import check_region, read_authorization, verify_signature
 from opscm.service.context import Caller, Dependencies
 from opscm.service.ports import AccessKey, Clock, WouldWait
+from opscm.service.steps import resume
 
 from .credentials import KeyRing, allows, user_arn
 from .storage_errors import storage_failure
@@ -110,7 +111,7 @@ class TrustingAuthenticator:
 # The largest body a request may have to be read on the event loop (parsing is CPU).
 LIGHT_BODY_BYTES = 64 * 1024
 LightTest = Callable[[Dependencies, Caller, dict], bool]
-# A handler written as steps (see service.nodes.run_steps), and what runs its blocking steps.
+# A handler written as steps (see service.steps), and what runs its blocking steps.
 StepsHandler = Callable[[Dependencies, Caller, dict], Any]
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
 
@@ -166,33 +167,27 @@ class Pipeline:
         """:meth:`run` on the event loop: nothing in it waits for a lock (it raises WouldWait,
         nothing written: then :meth:`run` it in a thread), and what blocks in a handler written
         as steps (a signature) is awaited through ``offload`` while the loop goes on."""
-        uow = self._deps.uow
+        quiet = self._deps.uow.without_waiting
         make_steps = self._steps.get(prepared.operation.name)
         if make_steps is None:
-            with uow.without_waiting():
+            with quiet():
                 return self.run(prepared)
-        result: Any = None
-        failure: Exception | None = None
         try:
-            steps = make_steps(self._deps, prepared.caller, prepared.params)
-            value: Any = None
-            error: Exception | None = None
-            while True:
-                try:
-                    with uow.without_waiting():  # only while its code runs: other requests run between steps
-                        step = steps.throw(error) if error is not None else steps.send(value)
-                except StopIteration as done:
-                    result = done.value
-                    break
+            with quiet():  # only while the handler's own code runs: other requests run between steps
+                steps = make_steps(self._deps, prepared.caller, prepared.params)
+                step, result = resume(steps)
+            while step is not None:
                 try:
                     value, error = await offload(step), None
-                except Exception as exc:  # noqa: BLE001 - thrown into the steps, which decide
-                    value, error = None, exc
+                except Exception as failure:  # noqa: BLE001 - thrown into the steps, which decide
+                    value, error = None, failure
+                with quiet():
+                    step, result = resume(steps, value, error)
         except WouldWait:
             raise
-        except Exception as exc:  # noqa: BLE001 - answered as run() answers it
-            failure = exc
-        return self._outcome(prepared, lambda: _raise(failure) if failure is not None else result)
+        except Exception as failure:  # noqa: BLE001 - answered as run() answers it
+            return self._failed(failure, prepared.request_id, prepared.started, prepared.operation.name)
+        return self._respond(prepared, result)
 
     def prepare(self, request: HttpRequest) -> Prepared | HttpResponse:
         """Authenticate, throttle, route, parse and authorize; an error is answered at once."""
@@ -223,24 +218,26 @@ class Pipeline:
 
     def run(self, prepared: Prepared) -> HttpResponse:
         """Run the handler and serialize its result (or the error it raised)."""
-        return self._outcome(prepared, lambda: prepared.handler(self._deps, prepared.caller, prepared.params))
-
-    def _outcome(self, prepared: Prepared, produce: Callable[[], dict]) -> HttpResponse:
         try:
-            try:
-                result = produce()
-            except DomainError as error:
-                raise ApiError(error.code, error.message) from None
-            response = self.protocol.response(prepared.operation, result, prepared.request_id)
+            result = prepared.handler(self._deps, prepared.caller, prepared.params)
         except WouldWait:
             raise
-        except Exception as failure:  # noqa: BLE001
+        except Exception as failure:  # noqa: BLE001 - a bug must answer JSON, not drop the connection
+            return self._failed(failure, prepared.request_id, prepared.started, prepared.operation.name)
+        return self._respond(prepared, result)
+
+    def _respond(self, prepared: Prepared, result: dict) -> HttpResponse:
+        try:
+            response = self.protocol.response(prepared.operation, result, prepared.request_id)
+        except Exception as failure:  # noqa: BLE001 - a result off the model is a bug: answered 500
             return self._failed(failure, prepared.request_id, prepared.started, prepared.operation.name)
         return self._answered(response, prepared.request_id, prepared.started, prepared.operation.name, "success")
 
     def _failed(self, failure: Exception, request_id: str, started: float, operation_name: str) -> HttpResponse:
         if isinstance(failure, ApiError):
             error = failure
+        elif isinstance(failure, DomainError):
+            error = ApiError(failure.code, failure.message)
         else:
             error = storage_failure(failure)
             if error is not None:
@@ -263,7 +260,3 @@ class Pipeline:
                       "status": response.status, "duration_ms": round(seconds * 1000, 1)}  # JSON logs' own fields
             log.info("%s %s %d %.1fms", request_id, shown, response.status, seconds * 1000, extra=fields)
         return response
-
-
-def _raise(failure: Exception):
-    raise failure

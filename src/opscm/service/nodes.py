@@ -8,7 +8,7 @@ is final (see ``remote_changes``).
 
 A change is written as *steps* (a generator): it yields the work that may block (the
 signature: ``Engine.prepare_change`` when ``prepare_blocks``) and is sent its result. In a
-thread, :func:`run_steps` runs that work in place; on the event loop, the ASGI app runs it in a
+thread, :func:`~opscm.service.steps.run_steps` runs that work in place; on the event loop, the ASGI app runs it in a
 thread and goes on with other requests meanwhile.
 """
 
@@ -30,31 +30,12 @@ from . import remote_changes
 from .context import Caller, Dependencies
 from .ports import Conflict, Engine, NodeChange
 from .server_cache import StaleServer, check_current
+from .steps import Steps, run_steps
 
 # AWS's tokens are 65 random bytes in base64; only their hash is stored.
 TOKEN_BYTES = 65
 # Compare-and-set rounds before a change that keeps losing to concurrent ones is refused.
 MAX_ATTEMPTS = 8
-
-
-# Steps of a handler: each yielded callable may block; the generator is sent its result (or
-# thrown its exception) and returns the handler's result.
-Steps = Generator[Callable[[], Any], Any, dict]
-
-
-def run_steps(steps: Steps) -> dict:
-    """Run a handler's steps here, the blocking ones in place (on a request thread)."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = steps.throw(error) if error is not None else steps.send(value)
-        except StopIteration as done:
-            return done.value
-        try:
-            value, error = step(), None
-        except Exception as failure:  # noqa: BLE001 - the change's own handlers decide
-            value, error = None, failure
 
 
 def associate_node_steps(deps: Dependencies, caller: Caller, params: dict) -> Steps:

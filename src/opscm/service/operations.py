@@ -34,7 +34,7 @@ LIGHT = {
     "DisassociateNode": nodes.change_is_light,
 }
 
-# Handlers written as steps (see nodes.run_steps): on the event loop, what blocks in them (a
+# Handlers written as steps (see steps.py): on the event loop, what blocks in them (a
 # signature) runs in a thread while the loop goes on.
 STEPS = {
     "AssociateNode": nodes.associate_node_steps,
