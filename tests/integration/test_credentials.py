@@ -275,10 +275,20 @@ def test_throttling_per_account(throttled):
         other.describe_servers()
 
 
-def test_boto3_default_retries_get_through(throttled):
+@pytest.fixture(scope="module")
+def quick_refill(tmp_path_factory):
+    # boto3's standard mode retries a throttled call after U(0, 1) s, then U(0, 2) s more. At
+    # AWS's 5 tokens/s both waits fall short of the next token about once in 100 runs (a flaky
+    # test); at 20/s a token is 50 ms away, and both fall short about once in 1,600.
+    server = start_server(tmp_path_factory.mktemp("quick-refill"), "--ca-key-bits", "2048", "--throttle-rate", "20")
+    yield server
+    server.stop()
+
+
+def test_boto3_default_retries_get_through(quick_refill):
+    throttled = quick_refill
     key_id, secret = throttled.access_key
     throttled_before = "".join(throttled.output).count("ThrottlingException")
-    time.sleep(2)  # let the bucket fill again
     client = boto3.client(  # boto3's default retry configuration
         "opsworkscm",
         region_name="us-east-1",
