@@ -9,7 +9,7 @@ import concurrent.futures
 import functools
 import gzip
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +24,7 @@ from opscm.service.context import Dependencies
 from opscm.service.ports import WouldWait
 from opscm.service.puppet_ca import ca_document
 
-from .pipeline import Pipeline, Prepared
+from .pipeline import Pipeline, Prepared, Underway
 from .request_body import BodyLimits, ClientGone
 
 log = logging.getLogger("opscm.http")
@@ -32,6 +32,8 @@ log = logging.getLogger("opscm.http")
 CA_PATH = "/servers/{server_id}/puppet-ca/v1/{document}/{name}"
 # The aws CLI's opsworks-cm model (AWS removed the command): user data scripts install it from here.
 CLI_MODEL_PATH = "/aws-cli/models/opsworks-cm/{version}/{file}"
+# What finishes an answer that could not be made at once (see OpscmAsgi.answer_now).
+Later = Callable[[], Awaitable[HttpResponse]]
 # Threads that run requests (signing and SQL block); SQLite serialises writers anyway.
 REQUEST_THREADS = 32
 
@@ -79,24 +81,53 @@ class OpscmAsgi:
         await _send(send, response, close)
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
-        """A boot storm's requests (light ones: see ``Pipeline.is_light``) on the event loop,
-        their signatures in a thread; any other request, or one that would wait, in a thread."""
+        answer = self.answer_now(request)
+        return answer if isinstance(answer, HttpResponse) else await answer()
+
+    def may_answer_now(self, target: str, body_size: int) -> bool:
+        """Whether :meth:`answer_now` may answer a request of this target and body size at once."""
+        return self._pipeline.may_be_light(target, body_size)
+
+    def answer_now(self, request: HttpRequest) -> HttpResponse | Later:
+        """The answer to a ``POST /`` request if it can be made now, on the event loop (a boot
+        storm's light requests: see ``Pipeline.is_light``), else a coroutine function that makes
+        it: the rest of a light request (its signature) or the whole of any other in a thread."""
         pipeline = self._pipeline
-        loop = asyncio.get_running_loop()
         if not pipeline.may_be_light(request.headers.get("x-amz-target", ""), len(request.body)):
-            return await loop.run_in_executor(self._threads, pipeline.handle, request)
+            return functools.partial(self._in_thread, pipeline.handle, request)
         prepared = pipeline.prepare(request)
         if not isinstance(prepared, Prepared):
             return prepared
         if pipeline.is_light(prepared):
             try:
-                return await pipeline.run_light(prepared, self._offload)
+                started = pipeline.start_light(prepared)
             except WouldWait:
                 pass
-        return await loop.run_in_executor(self._threads, pipeline.run, prepared)
+            else:
+                return started if isinstance(started, HttpResponse) else functools.partial(self._finish, started)
+        return functools.partial(self._in_thread, pipeline.run, prepared)
 
-    async def _offload(self, blocking):
-        return await asyncio.get_running_loop().run_in_executor(self._threads, blocking)
+    async def answer_later(self, later: Later, body_size: int, send) -> None:
+        """Send what *later* answers (see :meth:`answer_now`), the body's bytes held meanwhile."""
+        try:
+            held = self._limits.hold(body_size)
+        except ApiError as error:
+            await _send(send, self._pipeline.protocol.error_response(error, "-"), close=False)
+            return
+        try:
+            response = await later()
+        finally:
+            self._limits.release(held)
+        await _send(send, response, close=False)
+
+    async def _finish(self, underway: Underway) -> HttpResponse:
+        try:
+            return await self._pipeline.finish_light(underway, self._in_thread)
+        except WouldWait:  # nothing was written: the whole request again, where it may wait
+            return await self._in_thread(self._pipeline.run, underway.prepared)
+
+    async def _in_thread(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

@@ -21,7 +21,7 @@ from opscm.protocol.json11 import HttpRequest, HttpResponse, JsonProtocol
 from opscm.protocol.sigv4 import check_region, read_authorization, verify_signature
 from opscm.service.context import Caller, Dependencies
 from opscm.service.ports import AccessKey, Clock, WouldWait
-from opscm.service.steps import resume
+from opscm.service.steps import Steps, resume
 
 from .credentials import KeyRing, allows, user_arn
 from .storage_errors import storage_failure
@@ -128,6 +128,15 @@ class Prepared:
     params: dict
 
 
+@dataclasses.dataclass
+class Underway:
+    """A light request whose handler's steps wait for a blocking step (see ``start_light``)."""
+
+    prepared: Prepared
+    steps: Steps
+    step: Callable[[], Any]
+
+
 class Pipeline:
     def __init__(
         self,
@@ -159,35 +168,47 @@ class Pipeline:
         return target in self._light_targets and body_size <= LIGHT_BODY_BYTES
 
     def is_light(self, prepared: Prepared) -> bool:
-        """Whether :meth:`run_light` may answer it on the event loop."""
+        """Whether :meth:`start_light` may answer it on the event loop."""
         test = self._light.get(prepared.operation.name)
         return test is not None and test(self._deps, prepared.caller, prepared.params)
 
-    async def run_light(self, prepared: Prepared, offload: Offload) -> HttpResponse:
-        """:meth:`run` on the event loop: nothing in it waits for a lock (it raises WouldWait,
-        nothing written: then :meth:`run` it in a thread), and what blocks in a handler written
-        as steps (a signature) is awaited through ``offload`` while the loop goes on."""
-        quiet = self._deps.uow.without_waiting
+    def start_light(self, prepared: Prepared) -> HttpResponse | Underway:
+        """:meth:`run` on the event loop, as far as it goes without blocking: the answer, or the
+        handler's steps underway when the next one blocks (a signature: finish them with
+        :meth:`finish_light`). Nothing in it waits for a lock: it raises WouldWait, nothing
+        written, and the request is then :meth:`run` in a thread."""
         make_steps = self._steps.get(prepared.operation.name)
         if make_steps is None:
-            with quiet():
+            with self._deps.uow.without_waiting():
                 return self.run(prepared)
+        steps = make_steps(self._deps, prepared.caller, prepared.params)
+        outcome = self._advance(prepared, steps)
+        return outcome if isinstance(outcome, HttpResponse) else Underway(prepared, steps, outcome)
+
+    async def finish_light(self, underway: Underway, offload: Offload) -> HttpResponse:
+        """The rest of :meth:`start_light`: each blocking step awaited through ``offload``
+        while the loop goes on, the handler's own code between them on the loop."""
+        outcome: HttpResponse | Callable[[], Any] = underway.step
+        while not isinstance(outcome, HttpResponse):
+            try:
+                value, error = await offload(outcome), None
+            except Exception as failure:  # noqa: BLE001 - thrown into the steps, which decide
+                value, error = None, failure
+            outcome = self._advance(underway.prepared, underway.steps, value, error)
+        return outcome
+
+    def _advance(
+        self, prepared: Prepared, steps: Steps, value: Any = None, error: Exception | None = None
+    ) -> HttpResponse | Callable[[], Any]:
+        """Resume the steps: the answer once they are done, else their next (blocking) step."""
         try:
-            with quiet():  # only while the handler's own code runs: other requests run between steps
-                steps = make_steps(self._deps, prepared.caller, prepared.params)
-                step, result = resume(steps)
-            while step is not None:
-                try:
-                    value, error = await offload(step), None
-                except Exception as failure:  # noqa: BLE001 - thrown into the steps, which decide
-                    value, error = None, failure
-                with quiet():
-                    step, result = resume(steps, value, error)
+            with self._deps.uow.without_waiting():  # only while the handler's own code runs
+                step, result = resume(steps, value, error)
         except WouldWait:
             raise
         except Exception as failure:  # noqa: BLE001 - answered as run() answers it
             return self._failed(failure, prepared.request_id, prepared.started, prepared.operation.name)
-        return self._respond(prepared, result)
+        return self._respond(prepared, result) if step is None else step
 
     def prepare(self, request: HttpRequest) -> Prepared | HttpResponse:
         """Authenticate, throttle, route, parse and authorize; an error is answered at once."""

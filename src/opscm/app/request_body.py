@@ -60,7 +60,7 @@ class BodyLimits:
             if declared.isdigit():
                 if int(declared) > self.max_bytes:
                     raise _too_large(self.max_bytes)
-                held = self._take(int(declared))
+                held = self.hold(int(declared))
             chunks, size = [], 0
             try:
                 async with asyncio.timeout(self.timeout):
@@ -74,7 +74,7 @@ class BodyLimits:
                         if size > self.max_bytes:
                             raise _too_large(self.max_bytes)
                         if size > held:  # chunked: no length was declared
-                            held += self._take(size - held)
+                            held += self.hold(size - held)
                         chunks.append(chunk)
             except TimeoutError:
                 raise ApiError(
@@ -90,7 +90,8 @@ class BodyLimits:
     def release(self, held: int) -> None:
         self.budget.give_back(held)
 
-    def _take(self, size: int) -> int:
+    def hold(self, size: int) -> int:
+        """Take *size* bytes of the budget (give them back with :meth:`release`), or refuse 503."""
         if not self.budget.take(size):
             log.warning("request refused: %d bytes of request bodies are already held", self.budget.used)
             raise ApiError("ServiceUnavailable", "The server is busy receiving other requests; try again.", 503)
