@@ -87,10 +87,10 @@ def _connect(server) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=10)
 
 
-def _head(length: int) -> bytes:
+def _head(length: int, operation: str = "DescribeServers") -> bytes:
     return (
         f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
-        f"X-Amz-Target: OpsWorksCM_V2016_11_01.DescribeServers\r\nContent-Length: {length}\r\n\r\n"
+        f"X-Amz-Target: OpsWorksCM_V2016_11_01.{operation}\r\nContent-Length: {length}\r\n\r\n"
     ).encode()
 
 
@@ -111,9 +111,10 @@ def test_a_short_body_is_answered_408_and_closed(strict):
     assert json.loads(body)["__type"] == "RequestTimeoutException"
 
 
-def test_a_trickling_body_is_answered_408(strict):
+@pytest.mark.parametrize("operation", ["DescribeServers", "AssociateNode"])  # AssociateNode: the fast lane's
+def test_a_trickling_body_is_answered_408(strict, operation):
     with _connect(strict) as sock:
-        sock.sendall(_head(50))
+        sock.sendall(_head(50, operation))
         for _ in range(8):  # 1 byte every 0.25 s: each arrives before the deadline, the body does not
             try:
                 sock.send(b" ")

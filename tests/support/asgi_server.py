@@ -9,15 +9,22 @@ import socket
 import threading
 from collections.abc import Callable
 
+from opscm.app.http_protocol import FastLane
 from opscm.app.serving import HttpOptions, ServingServer, make_listener, uvicorn_config
 
 
 class ThreadServer:
-    def __init__(self, asgi, listener: socket.socket | None = None, options: HttpOptions = HttpOptions()):
+    """*asgi* served as ``opscm serve`` serves it; with *lane* (an OpscmAsgi), its fast lane on
+    the listener's port (or on *lane_port*, to serve a port the lane must leave alone)."""
+
+    def __init__(
+        self, asgi, listener: socket.socket | None = None, options: HttpOptions = HttpOptions(), lane=None, lane_port=None
+    ):
         listener = listener or make_listener("127.0.0.1", 0)
         ready = threading.Event()
-        self.server = ServingServer(uvicorn_config(asgi, options), on_ready=ready.set)
         self.port = listener.getsockname()[1]
+        fast_lane = FastLane(lane, lane_port or self.port) if lane is not None else None
+        self.server = ServingServer(uvicorn_config(asgi, options, fast_lane), on_ready=ready.set)
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]}, daemon=True)
         self._thread.start()

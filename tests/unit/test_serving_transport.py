@@ -2,7 +2,7 @@
 
 import asyncio
 
-from opscm.app.serving import _CoalescingTransport
+from opscm.app.http_protocol import _CoalescingTransport
 
 
 class RecordingTransport:

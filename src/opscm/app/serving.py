@@ -11,7 +11,6 @@ worker that dies, and stops them all on SIGTERM / SIGINT.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import dataclasses
 import logging
@@ -23,9 +22,9 @@ import time
 from collections.abc import Callable
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .composition import Application, Settings
+from .http_protocol import DEFAULT_HEADER_TIMEOUT, FastLane, protocol_class
 from .leadership import lock_for
 from .tls import TlsFiles
 
@@ -36,15 +35,13 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOP_GRACE_SECONDS = 30.0
 # A worker that dies sooner than this after its start is restarted after this long (no hot loop).
 RESTART_DELAY_SECONDS = 1.0
-# asyncio waits up to 30 s for a TLS client's close_notify; an idle HTTP client never sends it.
-TLS_CLOSE_GRACE_SECONDS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
 class HttpOptions:
     max_connections: int = 1000  # per worker; further requests are answered 503 and closed
     keep_alive: float = 5.0  # seconds an idle connection is kept between requests
-    header_timeout: float = 30.0  # seconds a request's head may take once it has begun
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds a request's head may take once it has begun
     tls: TlsFiles | None = None
 
 
@@ -91,118 +88,10 @@ def own_socket(listeners: list[socket.socket], index: int) -> socket.socket:
     return mine
 
 
-def set_nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class OpscmHttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol (httptools), with TCP_NODELAY, a deadline on request heads, and
-    a response's head and body written at once.
-
-    asyncio sets TCP_NODELAY only on sockets made with IPPROTO_TCP, which a socket made by
-    hand is not: each response (head and body are two writes) then waited ~40 ms for the
-    client's delayed ACK. uvicorn times idle connections but not a request head that never
-    ends: a client sending one byte would hold its connection forever.
-    """
-
-    header_timeout: float = HttpOptions.header_timeout
-
-    def connection_made(self, transport):  # type: ignore[override]
-        set_nodelay(transport)
-        self._head_deadline: asyncio.TimerHandle | None = None
-        if transport.get_extra_info("sslcontext") is not None:
-            transport = _TlsTransport(transport, self.loop)
-        super().connection_made(_CoalescingTransport(transport, self.loop))
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._head_deadline is None:
-            self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
-
-    def on_headers_complete(self) -> None:
-        self._cancel_head_deadline()
-        super().on_headers_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_deadline()
-        super().connection_lost(exc)
-
-    def _head_too_slow(self) -> None:
-        self._head_deadline = None
-        if not self.transport.is_closing():
-            log.info("closed a connection from %s: its request head took more than %gs", _peer(self.client), self.header_timeout)
-            self.transport.close()
-
-    def _cancel_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-
-
-class _CoalescingTransport:
-    """Writes made in one turn of the event loop go out as one: uvicorn writes a response's head
-    and its body apart, two send() calls (two packets, with TCP_NODELAY) where one does."""
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._flush)
-        self._pending.append(data)
-
-    def _flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self._transport.write(b"".join(pending))
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def write_eof(self) -> None:
-        self._flush()
-        self._transport.write_eof()
-
-    def abort(self) -> None:
-        self._pending.clear()
-        self._transport.abort()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
-
-    def __getattr__(self, name: str):
-        return getattr(self._transport, name)
-
-
-class _TlsTransport:
-    """A TLS transport whose close() sends close_notify and then does not wait long for the
-    client's: a closed connection (keep-alive timeout, shutdown) is gone within a second."""
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
-        self._transport = transport
-        self._loop = loop
-
-    def close(self) -> None:
-        self._transport.close()
-        self._loop.call_later(TLS_CLOSE_GRACE_SECONDS, self._transport.abort)
-
-    def __getattr__(self, name: str):
-        return getattr(self._transport, name)
-
-
-def protocol_class(options: HttpOptions) -> type[OpscmHttpProtocol]:
-    return type("OpscmHttpProtocol", (OpscmHttpProtocol,), {"header_timeout": options.header_timeout})
-
-
-def uvicorn_config(asgi, options: HttpOptions) -> uvicorn.Config:
+def uvicorn_config(asgi, options: HttpOptions, lane: FastLane | None = None) -> uvicorn.Config:
     config = uvicorn.Config(
         asgi,
-        http=protocol_class(options),
+        http=protocol_class(options.header_timeout, lane),
         loop="uvloop",
         ws="none",
         lifespan="off",
@@ -248,7 +137,8 @@ def run_worker(
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, lambda *_: None)
     try:
-        ServingServer(uvicorn_config(asgi, options), on_ready).run(sockets=listeners)
+        lane = FastLane(app.asgi, listeners[0].getsockname()[1])
+        ServingServer(uvicorn_config(asgi, options, lane), on_ready).run(sockets=listeners)
     finally:
         app.close()
     return 0
@@ -399,7 +289,3 @@ def _why(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
     return f"exit {os.waitstatus_to_exitcode(status)}"
-
-
-def _peer(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "-"

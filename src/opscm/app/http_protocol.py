@@ -1,0 +1,268 @@
+"""opscm's HTTP/1.1 protocol: uvicorn's (httptools), with TCP_NODELAY, a deadline on request
+heads, a response written at once, and a fast lane for the JSON API.
+
+The fast lane: a ``POST /`` request of the API that arrives whole (its head and body in what
+one read brought) is answered from the protocol itself, with no ASGI cycle: no task, no event,
+no receive/send round trips, which cost ~60-120 µs of CPU per request (measured), as much as a
+Chef association's own work. Whatever the lane does not take goes uvicorn's own way unchanged:
+another path or method, a request behind one still running (pipelining), Expect: 100-continue,
+a chunked or large body, a body still on its way, a connection that will close, a client not
+reading its answers. An answer that must wait (a signature, a request run in a thread) is
+finished in a uvicorn cycle, so shutdown, disconnects and pipelining behave as for any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import socket
+from collections.abc import Iterable
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
+
+from .asgi import Later, OpscmAsgi
+
+log = logging.getLogger("opscm.serving")
+
+DEFAULT_HEADER_TIMEOUT = 30.0
+# asyncio waits up to 30 s for a TLS client's close_notify; an idle HTTP client never sends it.
+TLS_CLOSE_GRACE_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FastLane:
+    """The API a worker answers in the fast lane, and the local port it serves it on: any other
+    port of the same uvicorn (the metrics port) never takes the lane."""
+
+    api: OpscmAsgi
+    port: int
+
+
+@dataclasses.dataclass
+class _LaneRequest:
+    headers: dict[str, str]
+    body: bytearray = dataclasses.field(default_factory=bytearray)
+
+
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class OpscmHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), with TCP_NODELAY, a deadline on request heads, a
+    response's head and body written at once, and the fast lane (see the module's doc).
+
+    asyncio sets TCP_NODELAY only on sockets made with IPPROTO_TCP, which a socket made by
+    hand is not: each response (head and body are two writes) then waited ~40 ms for the
+    client's delayed ACK. uvicorn times idle connections but not a request head that never
+    ends: a client sending one byte would hold its connection forever.
+    """
+
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    lane: FastLane | None = None
+
+    def connection_made(self, transport):  # type: ignore[override]
+        set_nodelay(transport)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._in_lane: _LaneRequest | None = None
+        if transport.get_extra_info("sslcontext") is not None:
+            transport = _TlsTransport(transport, self.loop)
+        super().connection_made(_CoalescingTransport(transport, self.loop))
+        lane = self.lane
+        self._lane = lane if lane is not None and self.server is not None and self.server[1] == lane.port else None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_lane is not None:
+            # The head came whole, the body did not: uvicorn's cycle takes the request over (the
+            # body's deadline and budget then apply: see request_body.py).
+            if self.transport.is_closing():  # a bad request behind it was answered 400
+                self._in_lane = None
+            else:
+                self._leave_lane()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_deadline()
+        if self._lane is not None:
+            self._in_lane = self._lane_takes(self._lane)
+            if self._in_lane is not None:
+                return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._in_lane is not None:
+            self._in_lane.body += body
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        taken = self._in_lane
+        if taken is None:
+            super().on_message_complete()
+            return
+        self._in_lane = None
+        body = bytes(taken.body)
+        api = self._lane.api  # type: ignore[union-attr]  # a request is in the lane only when there is one
+        try:
+            answer = api.answer_now(HttpRequest(method="POST", path="/", query="", headers=taken.headers, body=body))
+        except Exception as failure:  # noqa: BLE001 - a bug: uvicorn logs it and answers 500, as for any app
+            self._run_cycle(functools.partial(_raise, failure))
+            return
+        if isinstance(answer, HttpResponse):
+            self.transport.write_now(_response_bytes(answer, self.server_state.default_headers))
+            self.on_response_complete()
+        else:
+            self._run_cycle(functools.partial(_answer_later, api, answer, len(body)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def _lane_takes(self, lane: FastLane) -> _LaneRequest | None:
+        """The request whose head was just read, if the fast lane takes it (see the module's doc)."""
+        parser = self.parser
+        if self.url != b"/" or parser.get_method() != b"POST" or self.expect_100_continue or parser.should_upgrade():
+            return None
+        if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
+            return None
+        if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline or self.flow.write_paused:
+            return None  # uvicorn keeps the order of pipelined answers, and waits for a slow reader
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            return None  # uvicorn answers 503
+        headers = joined_headers(_decoded(self.headers))
+        declared = headers.get("content-length", "")
+        if "transfer-encoding" in headers or not declared.isdigit():
+            return None
+        if not lane.api.may_answer_now(headers.get("x-amz-target", ""), int(declared)):
+            return None
+        return _LaneRequest(headers)
+
+    def _leave_lane(self) -> None:
+        taken, self._in_lane = self._in_lane, None
+        super().on_headers_complete()
+        if taken is not None and taken.body:
+            self.cycle.body += taken.body
+            self.cycle.message_event.set()
+
+    def _run_cycle(self, app) -> None:
+        """A uvicorn cycle for the request just read whole, run with *app* instead of the server's."""
+        served, self.app = self.app, app
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = served
+        self.cycle.more_body = False
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            log.info("closed a connection from %s: its request head took more than %gs", _peer(self.client), self.header_timeout)
+            self.transport.close()
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+
+def _decoded(headers: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[str, str]]:
+    return ((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
+
+
+def _response_bytes(response: HttpResponse, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The whole HTTP/1.1 answer, as uvicorn writes one (its default headers first)."""
+    parts = [STATUS_LINE[response.status]]
+    for name, value in default_headers:
+        parts += (name, b": ", value, b"\r\n")
+    parts += (f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in response.headers)
+    parts.append(b"content-length: %d\r\n\r\n" % len(response.body))
+    parts.append(response.body)
+    return b"".join(parts)
+
+
+async def _answer_later(api: OpscmAsgi, later: Later, body_size: int, scope, receive, send) -> None:
+    await api.answer_later(later, body_size, send)
+
+
+async def _raise(failure: Exception, scope, receive, send) -> None:
+    raise failure
+
+
+class _CoalescingTransport:
+    """Writes made in one turn of the event loop go out as one: uvicorn writes a response's head
+    and its body apart, two send() calls (two packets, with TCP_NODELAY) where one does."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write_now(self, data: bytes) -> None:
+        """A whole answer, written now (after anything pending)."""
+        if self._pending:
+            data, self._pending = b"".join([*self._pending, data]), []
+        self._transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._transport.write(b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
+class _TlsTransport:
+    """A TLS transport whose close() sends close_notify and then does not wait long for the
+    client's: a closed connection (keep-alive timeout, shutdown) is gone within a second."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+
+    def close(self) -> None:
+        self._transport.close()
+        self._loop.call_later(TLS_CLOSE_GRACE_SECONDS, self._transport.abort)
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def protocol_class(header_timeout: float = DEFAULT_HEADER_TIMEOUT, lane: FastLane | None = None) -> type[OpscmHttpProtocol]:
+    return type("OpscmHttpProtocol", (OpscmHttpProtocol,), {"header_timeout": header_timeout, "lane": lane})

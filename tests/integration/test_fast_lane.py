@@ -1,0 +1,233 @@
+"""The HTTP fast lane (app/http_protocol.py): a boot storm's requests that arrive whole are
+answered by the protocol itself; everything else goes uvicorn's way, and the answers are the same.
+
+The served app is wrapped to count the requests it is given: a request the lane answers never
+reaches it."""
+
+import json
+import socket
+import time
+
+import boto3
+import pytest
+
+from opscm.mock import OpsWorksCMMock
+from tests.support.asgi_server import ThreadServer
+from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
+
+TARGET = "OpsWorksCM_V2016_11_01."
+MODEL_404 = "/aws-cli/models/opsworks-cm/2016-11-01/nothing.json"
+
+
+class Counting:
+    """ASGI middleware counting the requests uvicorn hands to the app."""
+
+    def __init__(self, app):
+        self._app = app
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            self.calls += 1
+        await self._app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def mock():
+    with OpsWorksCMMock(ca_key_bits=2048) as mock:
+        client = boto3.client("opsworkscm", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        mock.attach(client)
+        client.create_server(**create_server_params("chef", "ChefAutomate"))
+        client.create_server(**create_server_params("puppet", "Puppet"))
+        mock.wait_for_jobs()
+        mock.client = client
+        yield mock
+
+
+@pytest.fixture
+def served(mock):
+    app = Counting(mock.app.asgi)
+    with ThreadServer(app, lane=mock.app.asgi) as server:
+        server.app = app
+        yield server
+
+
+def _token(mock, node: str) -> str:
+    attributes = [{"Name": "CHEF_ORGANIZATION", "Value": "default"}, {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": public_pem(rsa_key())}]
+    return mock.client.associate_node(ServerName="chef", NodeName=node, EngineAttributes=attributes)["NodeAssociationStatusToken"]
+
+
+def _api(operation: str, params: dict, *extra: bytes) -> bytes:
+    body = json.dumps(params).encode()
+    head = [
+        b"POST / HTTP/1.1",
+        b"Host: opscm.local",
+        f"X-Amz-Target: {TARGET}{operation}".encode(),
+        b"Content-Type: application/x-amz-json-1.1",
+        f"Content-Length: {len(body)}".encode(),
+        *extra,
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def _status_request(token: str, *extra: bytes) -> bytes:
+    return _api("DescribeNodeAssociationStatus", {"ServerName": "chef", "NodeAssociationStatusToken": token}, *extra)
+
+
+def _connect(server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class Answers:
+    """HTTP/1.1 answers read off a socket one by one (Content-Length bodies)."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._buffer = b""
+
+    def _fill(self) -> bool:
+        chunk = self._sock.recv(65536)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def next(self) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self._buffer:
+            assert self._fill(), f"connection closed; had {self._buffer!r}"
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self._buffer) < length:
+            assert self._fill(), "connection closed inside a body"
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return int(lines[0].split()[1]), headers, body
+
+    def closed(self) -> bool:
+        return self._buffer == b"" and not self._fill()
+
+
+def test_a_whole_request_is_answered_in_the_lane(mock, served):
+    token = _token(mock, "whole")
+    with _connect(served) as sock:
+        answers = Answers(sock)
+        for _ in range(3):  # keep-alive: each on the same connection
+            sock.sendall(_status_request(token))
+            status, headers, body = answers.next()
+            assert status == 200
+            assert json.loads(body)["NodeAssociationStatus"] == "SUCCESS"
+            assert headers["content-type"] == "application/x-amz-json-1.1"
+            assert headers["x-amzn-requestid"]
+    assert served.app.calls == 0
+
+
+def test_a_body_still_on_its_way_goes_uvicorns_way_with_the_same_answer(mock, served):
+    token = _token(mock, "split")
+    request = _status_request(token)
+    with _connect(served) as sock:
+        answers = Answers(sock)
+        sock.sendall(request)
+        lane = answers.next()
+        sock.sendall(request[:-5])
+        time.sleep(0.2)
+        sock.sendall(request[-5:])
+        uvicorn = answers.next()
+    assert served.app.calls == 1
+    assert lane[0] == uvicorn[0] == 200
+    assert lane[2] == uvicorn[2]
+    assert sorted(lane[1]) == sorted(uvicorn[1])  # the same headers, values aside (request id, date)
+    assert lane[1]["content-type"] == uvicorn[1]["content-type"]
+
+
+def test_pipelined_requests_are_answered_in_order(mock, served):
+    token = _token(mock, "pipelined")
+    get_404 = f"GET {MODEL_404} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with _connect(served) as sock:
+        answers = Answers(sock)
+        sock.sendall(_status_request(token) + get_404 + _status_request("unknown-token") + _status_request(token))
+        statuses = [answers.next() for _ in range(4)]
+    assert [status for status, _, _ in statuses] == [200, 404, 400, 200]
+    assert json.loads(statuses[2][2])["__type"] == "ResourceNotFoundException"
+    assert json.loads(statuses[3][2])["NodeAssociationStatus"] == "SUCCESS"
+
+
+def test_a_connection_that_asks_to_close_is_closed_after_its_answer(mock, served):
+    token = _token(mock, "closing")
+    with _connect(served) as sock:
+        answers = Answers(sock)
+        sock.sendall(_status_request(token, b"Connection: close"))
+        status, headers, _ = answers.next()
+        assert status == 200
+        assert headers.get("connection") == "close"
+        assert answers.closed()
+    assert served.app.calls == 1  # uvicorn's way
+
+
+def test_expect_100_continue_goes_uvicorns_way(mock, served):
+    token = _token(mock, "expecting")
+    request = _status_request(token, b"Expect: 100-continue")
+    head, body = request.split(b"\r\n\r\n", 1)
+    with _connect(served) as sock:
+        sock.sendall(head + b"\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        status, _, answer = Answers(sock).next()
+    assert status == 200 and json.loads(answer)["NodeAssociationStatus"] == "SUCCESS"
+    assert served.app.calls == 1
+
+
+def test_a_puppet_association_is_signed_off_the_loop_and_answered_from_the_lane(mock, served):
+    csr = make_csr("lane-node")
+    params = {"ServerName": "puppet", "NodeName": "lane-node", "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": csr}]}
+    with _connect(served) as sock:
+        sock.sendall(_api("AssociateNode", params))
+        status, _, body = Answers(sock).next()
+    assert status == 200, body
+    token = json.loads(body)["NodeAssociationStatusToken"]
+    described = mock.client.describe_node_association_status(ServerName="puppet", NodeAssociationStatusToken=token)
+    assert described["NodeAssociationStatus"] == "SUCCESS"
+    attributes = {a["Name"]: a["Value"] for a in described["EngineAttributes"]}
+    assert attributes["PUPPET_NODE_CERT"].startswith("-----BEGIN CERTIFICATE-----")
+    assert served.app.calls == 0
+
+
+def test_bad_input_in_the_lane_is_the_apis_error(served):
+    with _connect(served) as sock:
+        answers = Answers(sock)
+        body = b'{"ServerName": '
+        head = f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}AssociateNode\r\nContent-Length: {len(body)}\r\n\r\n"
+        sock.sendall(head.encode() + body)
+        status, _, answer = answers.next()
+        assert status == 400
+        assert json.loads(answer)["__type"] == "SerializationException"
+        sock.sendall(_api("AssociateNode", {"ServerName": "chef"}))  # the connection goes on
+        status, _, answer = answers.next()
+        assert status == 400 and json.loads(answer)["__type"] == "ValidationException"
+    assert served.app.calls == 0
+
+
+def test_a_failure_in_the_lane_is_answered_500_and_logged(mock, served, monkeypatch, caplog):
+    def broken(request):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(mock.app.asgi, "answer_now", broken)
+    with _connect(served) as sock:
+        sock.sendall(_status_request("any"))
+        status, _, _ = Answers(sock).next()
+    assert status == 500
+    assert "a bug" in caplog.text
+
+
+def test_another_port_of_the_same_server_never_takes_the_lane(mock):
+    # The metrics port is served by the same uvicorn: a POST / there must reach its own app.
+    app = Counting(mock.app.asgi)
+    with ThreadServer(app, lane=mock.app.asgi, lane_port=1) as server:
+        token = _token(mock, "other-port")
+        with _connect(server) as sock:
+            sock.sendall(_status_request(token))
+            assert Answers(sock).next()[0] == 200
+    assert app.calls == 1
