@@ -10,7 +10,7 @@ against the same servers; every figure of a run is measured in that run.
 
 Printed per store, engine and level: associations/s, AssociateNode latency p50/p95/p99, whole
 association p99, errors, the server's CPU milliseconds per association (/proc, every process
-of every replica), how busy the machine's cores were (everything on it: opscm, the load
+of every replica; in user space and in the kernel), how busy the machine's cores were (everything on it: opscm, the load
 generator, PostgreSQL), peak RSS per server process, and (Puppet) the machine's signing ceiling:
 opscm's own CSR check + signing on all cores, without HTTP or database, measured in this run.
 A script, not a test: it asserts nothing.
@@ -205,15 +205,16 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """CPU seconds of each process."""
+def cpu_seconds(pids: list[int]) -> dict[int, tuple[float, float]]:
+    """CPU seconds of each process: (in user space, in the kernel for it: syscalls, fsync, TCP)."""
     seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        tick = os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) / tick, int(fields[12]) / tick)  # utime, stime
     return seconds
 
 
@@ -319,8 +320,11 @@ def _measure(store: str, args, keys, servers) -> None:
                 cpu_before, machine_before = cpu_seconds(pids), machine_ticks()
                 results, wall = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
                 cpu_after = cpu_seconds(pids)
-                per_process = {pid: cpu_after[pid] - cpu_before.get(pid, 0) for pid in cpu_after}
+                user = {pid: cpu_after[pid][0] - cpu_before.get(pid, (0, 0))[0] for pid in cpu_after}
+                system = {pid: cpu_after[pid][1] - cpu_before.get(pid, (0, 0))[1] for pid in cpu_after}
+                per_process = {pid: user[pid] + system[pid] for pid in cpu_after}
                 cpu = sum(per_process.values())
+                per_node = 1000 / max(1, len(results))
                 machine_after = machine_ticks()
                 busy = (machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1])
                 ok = [r for r in results if r[0] == "ok"]
@@ -333,7 +337,8 @@ def _measure(store: str, args, keys, servers) -> None:
                     f"assoc/s={rate:8.1f} AssociateNode ms p50={_percentile(associate, .5):6.1f} "
                     f"p95={_percentile(associate, .95):6.1f} p99={_percentile(associate, .99):6.1f} "
                     f"association p99={_percentile(whole, .99):6.1f} errors={errors} "
-                    f"server CPU ms/assoc={cpu * 1000 / max(1, len(results)):5.2f} machine busy={busy * 100:3.0f}%"
+                    f"server CPU ms/assoc={cpu * per_node:5.2f} (user {sum(user.values()) * per_node:.2f}"
+                    f" + system {sum(system.values()) * per_node:.2f}) machine busy={busy * 100:3.0f}%"
                 )
                 if ceiling:
                     line += f" ceiling={ceiling:7.1f}/s ratio={rate / ceiling:4.2f}"
