@@ -1,14 +1,15 @@
 """opscm's HTTP/1.1 protocol: uvicorn's (httptools), with TCP_NODELAY, a deadline on request
-heads, a response written at once, and a fast lane for the JSON API.
+heads, a response's head and body written at once, and a fast lane for the JSON API.
 
-The fast lane: a ``POST /`` request of the API that arrives whole (its head and body in what
-one read brought) is answered from the protocol itself, with no ASGI cycle: no task, no event,
-no receive/send round trips, which cost ~60-120 µs of CPU per request (measured), as much as a
-Chef association's own work. Whatever the lane does not take goes uvicorn's own way unchanged:
-another path or method, a request behind one still running (pipelining), Expect: 100-continue,
-a chunked or large body, a body still on its way, a connection that will close, a client not
-reading its answers. An answer that must wait (a signature, a request run in a thread) is
-finished in a uvicorn cycle, so shutdown, disconnects and pipelining behave as for any other.
+The fast lane: a ``POST /`` request of the boot storm's operations that arrives whole (its head
+and body in what one read brought) is answered by the protocol itself in the loop's next turn,
+with no ASGI task, event or receive/send round trips: uvicorn's cycle cost 60-120 µs of CPU per
+request over the lane's (measured with a fixed answer). A uvicorn cycle object still stands for
+the request, so requests behind it queue and a shutdown or a disconnect reaches it as any other;
+an answer that must wait (a signature, a request run in a thread) is finished in that cycle.
+Whatever the lane does not take goes uvicorn's own way unchanged: another path or method, a
+request behind one still running (pipelining), Expect: 100-continue, a chunked or large body, a
+body still on its way, a connection that will close, a client not reading its answers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import socket
 from collections.abc import Iterable
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 
@@ -112,18 +113,48 @@ class OpscmHttpProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._in_lane = None
-        body = bytes(taken.body)
+        # A cycle of uvicorn's stands for the request until it is answered: the requests behind
+        # it queue, and a shutdown or a disconnect reaches it as any other.
+        scope = self.scope
+        scope.update(method="POST", path="/", raw_path=b"/", query_string=b"")
+        cycle = RequestResponseCycle(
+            scope=scope, transport=self.transport, flow=self.flow, logger=self.logger,
+            access_logger=self.access_logger, access_log=self.access_log,
+            default_headers=self.server_state.default_headers, message_event=asyncio.Event(),
+            expect_100_continue=False, keep_alive=True, on_response=self.on_response_complete,
+        )  # fmt: skip
+        cycle.more_body = False
+        self.cycle = cycle
+        request = HttpRequest(method="POST", path="/", query="", headers=taken.headers, body=bytes(taken.body))
+        # Answered in the loop's next turn, in turn with the work other requests wait for (a
+        # signature done in a thread), not ahead of it while a read brings many requests.
+        self.loop.call_soon(self._answer_in_lane, cycle, request)
+
+    def _answer_in_lane(self, cycle: RequestResponseCycle, request: HttpRequest) -> None:
+        if cycle.disconnected or self.transport.is_closing():
+            return
         api = self._lane.api  # type: ignore[union-attr]  # a request is in the lane only when there is one
         try:
-            answer = api.answer_now(HttpRequest(method="POST", path="/", query="", headers=taken.headers, body=body))
+            answer = api.answer_now(request)
         except Exception as failure:  # noqa: BLE001 - a bug: uvicorn logs it and answers 500, as for any app
-            self._run_cycle(functools.partial(_raise, failure))
+            self._run(cycle, functools.partial(_raise, failure))
             return
-        if isinstance(answer, HttpResponse):
-            self.transport.write_now(_response_bytes(answer, self.server_state.default_headers))
-            self.on_response_complete()
-        else:
-            self._run_cycle(functools.partial(_answer_later, api, answer, len(body)))
+        if not isinstance(answer, HttpResponse):
+            self._run(cycle, functools.partial(_answer_later, api, answer, len(request.body)))
+            return
+        cycle.response_started = cycle.response_complete = True
+        # Written with the loop's other answers at the end of its turn (as uvicorn's are here):
+        # a send per answer the moment it is made gave a 64-client storm a longer tail.
+        self.transport.write(_response_bytes(answer, self.server_state.default_headers, cycle.keep_alive))
+        if not cycle.keep_alive:  # the server is stopping
+            self.transport.close()
+        cycle.on_response()
+
+    def _run(self, cycle: RequestResponseCycle, app) -> None:
+        """Finish the request in its cycle, as uvicorn runs an app (its failures logged, 500)."""
+        task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
@@ -156,15 +187,6 @@ class OpscmHttpProtocol(HttpToolsProtocol):
             self.cycle.body += taken.body
             self.cycle.message_event.set()
 
-    def _run_cycle(self, app) -> None:
-        """A uvicorn cycle for the request just read whole, run with *app* instead of the server's."""
-        served, self.app = self.app, app
-        try:
-            super().on_headers_complete()
-        finally:
-            self.app = served
-        self.cycle.more_body = False
-
     def _head_too_slow(self) -> None:
         self._head_deadline = None
         if not self.transport.is_closing():
@@ -181,12 +203,14 @@ def _decoded(headers: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[str, str]
     return ((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
 
 
-def _response_bytes(response: HttpResponse, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+def _response_bytes(response: HttpResponse, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
     """The whole HTTP/1.1 answer, as uvicorn writes one (its default headers first)."""
     parts = [STATUS_LINE[response.status]]
     for name, value in default_headers:
         parts += (name, b": ", value, b"\r\n")
     parts += (f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in response.headers)
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
     parts.append(b"content-length: %d\r\n\r\n" % len(response.body))
     parts.append(response.body)
     return b"".join(parts)
@@ -208,12 +232,6 @@ class _CoalescingTransport:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
-
-    def write_now(self, data: bytes) -> None:
-        """A whole answer, written now (after anything pending)."""
-        if self._pending:
-            data, self._pending = b"".join([*self._pending, data]), []
-        self._transport.write(data)
 
     def write(self, data: bytes) -> None:
         if not self._pending:
