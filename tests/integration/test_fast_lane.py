@@ -231,3 +231,17 @@ def test_another_port_of_the_same_server_never_takes_the_lane(mock):
             sock.sendall(_status_request(token))
             assert Answers(sock).next()[0] == 200
     assert app.calls == 1
+
+
+def test_a_request_behind_a_signature_waits_for_its_answer(mock, served):
+    # The association's signature runs in a thread; the status request sent right behind it on
+    # the same connection is answered second, whatever finishes first.
+    token = _token(mock, "behind")
+    params = {"ServerName": "puppet", "NodeName": "signed-first",
+              "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": make_csr("signed-first")}]}
+    with _connect(served) as sock:
+        answers = Answers(sock)
+        sock.sendall(_api("AssociateNode", params) + _status_request(token))
+        first, second = answers.next(), answers.next()
+    assert first[0] == 200 and "NodeAssociationStatusToken" in json.loads(first[2])
+    assert second[0] == 200 and json.loads(second[2])["NodeAssociationStatus"] == "SUCCESS"
