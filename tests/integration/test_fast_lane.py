@@ -11,6 +11,7 @@ import time
 import boto3
 import pytest
 
+from opscm.domain.errors import InvalidState
 from opscm.mock import OpsWorksCMMock
 from tests.support.asgi_server import ThreadServer
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
@@ -245,3 +246,17 @@ def test_a_request_behind_a_signature_waits_for_its_answer(mock, served):
         first, second = answers.next(), answers.next()
     assert first[0] == 200 and "NodeAssociationStatusToken" in json.loads(first[2])
     assert second[0] == 200 and json.loads(second[2])["NodeAssociationStatus"] == "SUCCESS"
+
+
+def test_a_handler_that_refuses_before_its_steps_is_the_apis_error(mock, served, monkeypatch):
+    def refuse(deps, caller, params):
+        raise InvalidState("refused before any step")
+
+    monkeypatch.setitem(mock.app.pipeline._steps, "AssociateNode", refuse)
+    params = {"ServerName": "chef", "NodeName": "refused",
+              "EngineAttributes": [{"Name": "CHEF_ORGANIZATION", "Value": "default"}]}
+    with _connect(served) as sock:
+        sock.sendall(_api("AssociateNode", params))
+        status, _, body = Answers(sock).next()
+    assert status == 400
+    assert json.loads(body) == {"__type": "InvalidStateException", "message": "refused before any step"}

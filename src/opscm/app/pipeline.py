@@ -181,7 +181,10 @@ class Pipeline:
         if make_steps is None:
             with self._deps.uow.without_waiting():
                 return self.run(prepared)
-        steps = make_steps(self._deps, prepared.caller, prepared.params)
+        try:
+            steps = make_steps(self._deps, prepared.caller, prepared.params)
+        except Exception as failure:  # noqa: BLE001 - a handler may check before it makes its steps
+            return self._failed(failure, prepared.request_id, prepared.started, prepared.operation.name)
         outcome = self._advance(prepared, steps)
         return outcome if isinstance(outcome, HttpResponse) else Underway(prepared, steps, outcome)
 
