@@ -286,13 +286,12 @@ def quick_refill(tmp_path_factory):
 
 
 def test_boto3_default_retries_get_through(quick_refill):
-    throttled = quick_refill
-    key_id, secret = throttled.access_key
-    throttled_before = "".join(throttled.output).count("ThrottlingException")
+    key_id, secret = quick_refill.access_key
+    throttled_before = "".join(quick_refill.output).count("ThrottlingException")
     client = boto3.client(  # boto3's default retry configuration
         "opsworkscm",
         region_name="us-east-1",
-        endpoint_url=throttled.url,
+        endpoint_url=quick_refill.url,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
     )
@@ -307,6 +306,6 @@ def test_boto3_default_retries_get_through(quick_refill):
             break
     assert retried > 0
     deadline = time.monotonic() + 5
-    while "".join(throttled.output).count("ThrottlingException") == throttled_before and time.monotonic() < deadline:
+    while "".join(quick_refill.output).count("ThrottlingException") == throttled_before and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert "".join(throttled.output).count("ThrottlingException") > throttled_before
+    assert "".join(quick_refill.output).count("ThrottlingException") > throttled_before

@@ -7,7 +7,7 @@ import httpx
 from starlette.testclient import TestClient
 
 from opscm.app.composition import Application, Settings
-from opscm.store.schema_version import head_revision
+from opscm.store.revisions import HEAD_REVISION
 from tests.support.postgres import ADMIN_URL, fresh_database, psycopg
 from tests.support.server import start_server
 
@@ -23,12 +23,12 @@ def test_sqlite_behind_its_schema_is_not_ready(tmp_path, caplog):
             db.execute("UPDATE alembic_version SET version_num = '0002'")
         answer = http.get("/readyz")
         assert answer.status_code == 503
-        assert answer.text == f"not ready: the database schema is at revision 0002; this opscm needs {head_revision()}\n"
+        assert answer.text == f"not ready: the database schema is at revision 0002; this opscm needs {HEAD_REVISION}\n"
         assert http.get("/healthz").status_code == 200, "the process is still up"
         assert "not ready: the database schema is at revision 0002" in caplog.text
 
         with sqlite3.connect(tmp_path / "opscm.db") as db:
-            db.execute("UPDATE alembic_version SET version_num = ?", (head_revision(),))
+            db.execute("UPDATE alembic_version SET version_num = ?", (HEAD_REVISION,))
         assert http.get("/readyz").status_code == 200
     finally:
         app.close()
@@ -51,7 +51,7 @@ def test_a_dropped_postgresql_database_is_not_ready(tmp_path):
                 admin.execute(f"CREATE DATABASE {name}")  # answers again, but empty: no schema
                 answer = httpx.get(f"{server.url}/readyz", timeout=30)
                 assert (answer.status_code, answer.text) == (
-                    503, f"not ready: the database schema is at revision none; this opscm needs {head_revision()}\n"
+                    503, f"not ready: the database schema is at revision none; this opscm needs {HEAD_REVISION}\n"
                 )
         finally:
             server.stop()

@@ -6,18 +6,8 @@ import stat
 
 import pytest
 
+from opscm.store.revisions import HEAD_REVISION
 from tests.support.server import start_server
-
-
-def _head_revision():
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from opscm.store.database import MIGRATIONS
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def _mode(path):
@@ -33,7 +23,7 @@ def test_first_start_creates_database_and_private_credentials(opscm):
     text = opscm.credentials_file.read_text()
     assert text.startswith("[default]\n") and "aws_secret_access_key = " in text
     with sqlite3.connect(opscm.data_dir / "opscm.db") as db:
-        assert db.execute("select version_num from alembic_version").fetchone() == (_head_revision(),)
+        assert db.execute("select version_num from alembic_version").fetchone() == (HEAD_REVISION,)  # Alembic's head: see test_schema_head
         assert db.execute("pragma journal_mode").fetchone() == ("wal",)
 
 

@@ -183,7 +183,7 @@ class OpscmHttpProtocol(HttpToolsProtocol):
     def _leave_lane(self) -> None:
         taken, self._in_lane = self._in_lane, None
         super().on_headers_complete()
-        if taken is not None and taken.body:
+        if taken.body:  # type: ignore[union-attr]  # called with a request in the lane
             self.cycle.body += taken.body
             self.cycle.message_event.set()
 

@@ -13,10 +13,6 @@ from .revisions import HEAD_REVISION, current_revision
 log = logging.getLogger(__name__)
 
 
-def head_revision() -> str:
-    return HEAD_REVISION
-
-
 def schema_problem(engine: Engine) -> str | None:
     """None when the database answers at the head revision; else what is wrong (no driver
     details: they are logged, the answer goes to anyone who asks)."""
@@ -27,7 +23,6 @@ def schema_problem(engine: Engine) -> str | None:
     except SQLAlchemyError as error:
         log.debug("readiness: %s", str(getattr(error, "orig", None) or error).strip().splitlines()[0])
         return "the database does not answer"
-    head = head_revision()
-    if current != head:
-        return f"the database schema is at revision {current or 'none'}; this opscm needs {head}"
+    if current != HEAD_REVISION:
+        return f"the database schema is at revision {current or 'none'}; this opscm needs {HEAD_REVISION}"
     return None
