@@ -212,6 +212,7 @@ def _start_serving(args: argparse.Namespace, config, api, metrics_listeners, url
         metrics=args.metrics == "on",
         metrics_apart=bool(metrics_listeners),
         checkpoint_apart=True,
+        group_commit=True,
     )
     # Schema, admin key and crash recovery once, before any worker exists (and counts nothing).
     app = Application(dataclasses.replace(settings, metrics=False))

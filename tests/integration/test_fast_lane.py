@@ -5,7 +5,6 @@ The served app is wrapped to count the requests it is given: a request the lane 
 reaches it."""
 
 import json
-import socket
 import time
 
 import boto3
@@ -14,9 +13,9 @@ import pytest
 from opscm.domain.errors import InvalidState
 from opscm.mock import OpsWorksCMMock
 from tests.support.asgi_server import ThreadServer
+from tests.support.http_wire import TARGET, Answers, api_request, connect
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 
-TARGET = "OpsWorksCM_V2016_11_01."
 MODEL_404 = "/aws-cli/models/opsworks-cm/2016-11-01/nothing.json"
 
 
@@ -58,63 +57,13 @@ def _token(mock, node: str) -> str:
     return mock.client.associate_node(ServerName="chef", NodeName=node, EngineAttributes=attributes)["NodeAssociationStatusToken"]
 
 
-def _api(operation: str, params: dict, *extra: bytes) -> bytes:
-    body = json.dumps(params).encode()
-    head = [
-        b"POST / HTTP/1.1",
-        b"Host: opscm.local",
-        f"X-Amz-Target: {TARGET}{operation}".encode(),
-        b"Content-Type: application/x-amz-json-1.1",
-        f"Content-Length: {len(body)}".encode(),
-        *extra,
-    ]
-    return b"\r\n".join(head) + b"\r\n\r\n" + body
-
-
 def _status_request(token: str, *extra: bytes) -> bytes:
-    return _api("DescribeNodeAssociationStatus", {"ServerName": "chef", "NodeAssociationStatusToken": token}, *extra)
-
-
-def _connect(server) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-class Answers:
-    """HTTP/1.1 answers read off a socket one by one (Content-Length bodies)."""
-
-    def __init__(self, sock: socket.socket):
-        self._sock = sock
-        self._buffer = b""
-
-    def _fill(self) -> bool:
-        chunk = self._sock.recv(65536)
-        self._buffer += chunk
-        return bool(chunk)
-
-    def next(self) -> tuple[int, dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self._buffer:
-            assert self._fill(), f"connection closed; had {self._buffer!r}"
-        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(self._buffer) < length:
-            assert self._fill(), "connection closed inside a body"
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
-        return int(lines[0].split()[1]), headers, body
-
-    def closed(self) -> bool:
-        return self._buffer == b"" and not self._fill()
+    return api_request("DescribeNodeAssociationStatus", {"ServerName": "chef", "NodeAssociationStatusToken": token}, *extra)
 
 
 def test_a_whole_request_is_answered_in_the_lane(mock, served):
     token = _token(mock, "whole")
-    with _connect(served) as sock:
+    with connect(served) as sock:
         answers = Answers(sock)
         for _ in range(3):  # keep-alive: each on the same connection
             sock.sendall(_status_request(token))
@@ -129,7 +78,7 @@ def test_a_whole_request_is_answered_in_the_lane(mock, served):
 def test_a_body_still_on_its_way_goes_uvicorns_way_with_the_same_answer(mock, served):
     token = _token(mock, "split")
     request = _status_request(token)
-    with _connect(served) as sock:
+    with connect(served) as sock:
         answers = Answers(sock)
         sock.sendall(request)
         lane = answers.next()
@@ -147,7 +96,7 @@ def test_a_body_still_on_its_way_goes_uvicorns_way_with_the_same_answer(mock, se
 def test_pipelined_requests_are_answered_in_order(mock, served):
     token = _token(mock, "pipelined")
     get_404 = f"GET {MODEL_404} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-    with _connect(served) as sock:
+    with connect(served) as sock:
         answers = Answers(sock)
         sock.sendall(_status_request(token) + get_404 + _status_request("unknown-token") + _status_request(token))
         statuses = [answers.next() for _ in range(4)]
@@ -158,7 +107,7 @@ def test_pipelined_requests_are_answered_in_order(mock, served):
 
 def test_a_connection_that_asks_to_close_is_closed_after_its_answer(mock, served):
     token = _token(mock, "closing")
-    with _connect(served) as sock:
+    with connect(served) as sock:
         answers = Answers(sock)
         sock.sendall(_status_request(token, b"Connection: close"))
         status, headers, _ = answers.next()
@@ -172,7 +121,7 @@ def test_expect_100_continue_goes_uvicorns_way(mock, served):
     token = _token(mock, "expecting")
     request = _status_request(token, b"Expect: 100-continue")
     head, body = request.split(b"\r\n\r\n", 1)
-    with _connect(served) as sock:
+    with connect(served) as sock:
         sock.sendall(head + b"\r\n\r\n")
         assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(body)
@@ -184,8 +133,8 @@ def test_expect_100_continue_goes_uvicorns_way(mock, served):
 def test_a_puppet_association_is_signed_off_the_loop_and_answered_from_the_lane(mock, served):
     csr = make_csr("lane-node")
     params = {"ServerName": "puppet", "NodeName": "lane-node", "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": csr}]}
-    with _connect(served) as sock:
-        sock.sendall(_api("AssociateNode", params))
+    with connect(served) as sock:
+        sock.sendall(api_request("AssociateNode", params))
         status, _, body = Answers(sock).next()
     assert status == 200, body
     token = json.loads(body)["NodeAssociationStatusToken"]
@@ -197,7 +146,7 @@ def test_a_puppet_association_is_signed_off_the_loop_and_answered_from_the_lane(
 
 
 def test_bad_input_in_the_lane_is_the_apis_error(served):
-    with _connect(served) as sock:
+    with connect(served) as sock:
         answers = Answers(sock)
         body = b'{"ServerName": '
         head = f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}AssociateNode\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -205,7 +154,7 @@ def test_bad_input_in_the_lane_is_the_apis_error(served):
         status, _, answer = answers.next()
         assert status == 400
         assert json.loads(answer)["__type"] == "SerializationException"
-        sock.sendall(_api("AssociateNode", {"ServerName": "chef"}))  # the connection goes on
+        sock.sendall(api_request("AssociateNode", {"ServerName": "chef"}))  # the connection goes on
         status, _, answer = answers.next()
         assert status == 400 and json.loads(answer)["__type"] == "ValidationException"
     assert served.app.calls == 0
@@ -216,7 +165,7 @@ def test_a_failure_in_the_lane_is_answered_500_and_logged(mock, served, monkeypa
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(mock.app.asgi, "answer_now", broken)
-    with _connect(served) as sock:
+    with connect(served) as sock:
         sock.sendall(_status_request("any"))
         status, _, _ = Answers(sock).next()
     assert status == 500
@@ -228,7 +177,7 @@ def test_another_port_of_the_same_server_never_takes_the_lane(mock):
     app = Counting(mock.app.asgi)
     with ThreadServer(app, lane=mock.app.asgi, lane_port=1) as server:
         token = _token(mock, "other-port")
-        with _connect(server) as sock:
+        with connect(server) as sock:
             sock.sendall(_status_request(token))
             assert Answers(sock).next()[0] == 200
     assert app.calls == 1
@@ -240,9 +189,9 @@ def test_a_request_behind_a_signature_waits_for_its_answer(mock, served):
     token = _token(mock, "behind")
     params = {"ServerName": "puppet", "NodeName": "signed-first",
               "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": make_csr("signed-first")}]}
-    with _connect(served) as sock:
+    with connect(served) as sock:
         answers = Answers(sock)
-        sock.sendall(_api("AssociateNode", params) + _status_request(token))
+        sock.sendall(api_request("AssociateNode", params) + _status_request(token))
         first, second = answers.next(), answers.next()
     assert first[0] == 200 and "NodeAssociationStatusToken" in json.loads(first[2])
     assert second[0] == 200 and json.loads(second[2])["NodeAssociationStatus"] == "SUCCESS"
@@ -255,8 +204,8 @@ def test_a_handler_that_refuses_before_its_steps_is_the_apis_error(mock, served,
     monkeypatch.setitem(mock.app.pipeline._steps, "AssociateNode", refuse)
     params = {"ServerName": "chef", "NodeName": "refused",
               "EngineAttributes": [{"Name": "CHEF_ORGANIZATION", "Value": "default"}]}
-    with _connect(served) as sock:
-        sock.sendall(_api("AssociateNode", params))
+    with connect(served) as sock:
+        sock.sendall(api_request("AssociateNode", params))
         status, _, body = Answers(sock).next()
     assert status == 400
     assert json.loads(body) == {"__type": "InvalidStateException", "message": "refused before any step"}

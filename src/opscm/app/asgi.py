@@ -24,6 +24,7 @@ from opscm.service.context import Dependencies
 from opscm.service.ports import WouldWait
 from opscm.service.puppet_ca import ca_document
 
+from .durable_answers import DurableAnswers
 from .pipeline import Pipeline, Prepared, Underway
 from .request_body import BodyLimits, ClientGone
 
@@ -36,6 +37,8 @@ CLI_MODEL_PATH = "/aws-cli/models/opsworks-cm/{version}/{file}"
 Later = Callable[[], Awaitable[HttpResponse]]
 # Threads that run requests (signing and SQL block); SQLite serialises writers anyway.
 REQUEST_THREADS = 32
+# The answer held back when the disk would not keep what it reports (see durable_answers.py).
+NOT_ON_DISK = ApiError("ServiceUnavailable", "opscm could not sync its database to disk; try again later.", 503)
 
 
 def ca_api_prefix(base_url: str, server_id: str) -> str:
@@ -43,12 +46,14 @@ def ca_api_prefix(base_url: str, server_id: str) -> str:
 
 
 class OpscmAsgi:
-    """``POST /`` answered by the pipeline; any other request by the Starlette routes."""
+    """``POST /`` answered by the pipeline; any other request by the Starlette routes. No
+    answer leaves before the commits this process made before it are on disk (``durable``)."""
 
-    def __init__(self, pipeline: Pipeline, routes: Starlette, limits: BodyLimits):
+    def __init__(self, pipeline: Pipeline, routes: Starlette, limits: BodyLimits, durable: DurableAnswers | None = None):
         self._pipeline = pipeline
         self._routes = routes
         self._limits = limits
+        self._durable = durable or DurableAnswers(None)
         self._threads = concurrent.futures.ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="opscm-request")
 
     async def __call__(self, scope, receive, send) -> None:
@@ -82,7 +87,21 @@ class OpscmAsgi:
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
         answer = self.answer_now(request)
-        return answer if isinstance(answer, HttpResponse) else await answer()
+        return await self._on_disk(answer if isinstance(answer, HttpResponse) else await answer())
+
+    async def _on_disk(self, response: HttpResponse) -> HttpResponse:
+        return response if await self._durable.synced() else self._not_on_disk()
+
+    def deliver_on_disk(self, response: HttpResponse, deliver: Callable[[HttpResponse], None]) -> None:
+        """``deliver(response)`` at once, or once the commits made before it are on disk (on
+        the event loop: the fast lane's answers)."""
+        if not self._durable.pending():
+            deliver(response)
+        else:
+            self._durable.then(lambda ok: deliver(response if ok else self._not_on_disk()))
+
+    def _not_on_disk(self) -> HttpResponse:
+        return self._pipeline.protocol.error_response(NOT_ON_DISK, "-")
 
     def may_answer_now(self, target: str, body_size: int) -> bool:
         """Whether :meth:`answer_now` may answer a request of this target and body size at once."""
@@ -115,7 +134,7 @@ class OpscmAsgi:
             await _send(send, self._pipeline.protocol.error_response(error, "-"), close=False)
             return
         try:
-            response = await later()
+            response = await self._on_disk(await later())
         finally:
             self._limits.release(held)
         await _send(send, response, close=False)
@@ -131,6 +150,7 @@ class OpscmAsgi:
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self._durable.close()
 
 
 async def _send(send, response: HttpResponse, close: bool) -> None:
@@ -147,6 +167,7 @@ def create_asgi_app(
     deps: Dependencies,
     body_limits: BodyLimits | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    durable: DurableAnswers | None = None,
 ) -> OpscmAsgi:
     async def puppet_ca(request: Request) -> Response:
         params = request.path_params
@@ -170,7 +191,7 @@ def create_asgi_app(
             *extra_routes,
         ]
     )
-    return OpscmAsgi(pipeline, routes, body_limits or BodyLimits())
+    return OpscmAsgi(pipeline, routes, body_limits or BodyLimits(), durable)
 
 
 @functools.cache

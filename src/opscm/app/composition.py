@@ -32,6 +32,7 @@ from .backends import remote_engines
 from .console import console_routes
 from .config import Backend
 from .credentials import KeyRing, ensure_admin
+from .durable_answers import DurableAnswers
 from .health import Readiness, health_routes
 from .job_runner import JobRunner, PeriodicTask
 from .leadership import Election, LeadershipLock
@@ -84,6 +85,9 @@ class Settings:
     # SQLite (opscm serve): the hot path's writers leave WAL checkpoints to the leader's
     # background thread (see store.database.checkpoint_wal); elsewhere they checkpoint as usual.
     checkpoint_apart: bool = False
+    # SQLite in a data dir (opscm serve): the event loop's commits are synced to disk as a
+    # group, and the ASGI app's answers wait for it (see store.wal_sync).
+    group_commit: bool = False
 
 
 def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, bytes]:
@@ -94,7 +98,8 @@ def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, byt
     migrate(database)
     # SQLite in a data dir: the hot path's writers queue on a lock rather than in SQLite's sleeps.
     gate = WriterGate(Path(settings.data_dir) / "opscm.db.writer") if database.dialect.name == "sqlite" and settings.data_dir else None
-    uow = SqlUnitOfWorkFactory(database, gate, checkpoint_apart=settings.checkpoint_apart)
+    group_commit = settings.group_commit and settings.durable
+    uow = SqlUnitOfWorkFactory(database, gate, checkpoint_apart=settings.checkpoint_apart, group_commit=group_commit)
     return database, uow, load_master_key(settings.data_dir)
 
 
@@ -179,7 +184,7 @@ class Application:
             else:
                 routes += self.metrics.routes(figures)
         routes += console_routes(self.deps, KeyRing(uow, self.secret_box, ttl=0), derive_key(master_key, "console"), regions)
-        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits, extra_routes=routes)
+        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits, routes, DurableAnswers(uow.wal))
         self._election: Election | None = None
 
     def ensure_admin_credentials(self) -> Path | None:

@@ -142,6 +142,11 @@ class OpscmHttpProtocol(HttpToolsProtocol):
         if not isinstance(answer, HttpResponse):
             self._run(cycle, functools.partial(_answer_later, api, answer, len(request.body)))
             return
+        api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle))
+
+    def _send_answer(self, cycle: RequestResponseCycle, answer: HttpResponse) -> None:
+        if cycle.disconnected:  # while its commit was being synced
+            return
         cycle.response_started = cycle.response_complete = True
         # Written with the loop's other answers at the end of its turn (as uvicorn's are here):
         # a send per answer the moment it is made gave a 64-client storm a longer tail.

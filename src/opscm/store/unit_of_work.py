@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 from opscm.service.ports import WouldWait
 
 from .database import BUSY_TIMEOUT_MS
+from .wal_sync import WalSync
 from .sql import (
     SqlAccessKeys,
     SqlAssociations,
@@ -133,6 +134,11 @@ class WriterGate:
         return self._fd
 
 
+# Kinds of lean connections. SQLite writers have their own (see LeanConnections); the event
+# loop's, with group commit, commit without waiting for the disk (see store.wal_sync).
+READER, WRITER, LOOP_WRITER = "reader", "writer", "loop writer"
+
+
 class LeanConnections:
     """The hot path's connections, kept apart from SQLAlchemy's pool: its checkout and checkin
     (events, reset on return, PostgreSQL's pre-ping round trip) cost as much as a lean
@@ -154,37 +160,39 @@ class LeanConnections:
         self.fail_fast = dialect == "sqlite" and not isinstance(engine.pool, StaticPool)
         self._own = self.fail_fast or dialect == "postgresql"
         self._slots = threading.BoundedSemaphore(postgres_limit) if dialect == "postgresql" else None
-        self._idle: dict[bool, list[tuple[object, float]]] = {False: [], True: []}
+        self._idle: dict[str, list[tuple[object, float]]] = _no_idle()
         self._pid = os.getpid()
         self._static = None  # the in-memory database's one connection, checked out once
 
-    def acquire(self, writer: bool = False):
+    def acquire(self, kind: str = READER):
         """``(handle, driver connection)``; give the handle back to :meth:`release`."""
         if not self._own:  # the in-memory database: one connection (the mock's), never closed
             if self._static is None:
                 self._static = self._engine.raw_connection()
             return None, self._static.driver_connection
         if self._pid != os.getpid():  # never use a connection across fork
-            self._idle, self._pid = {False: [], True: []}, os.getpid()
+            self._idle, self._pid = _no_idle(), os.getpid()
         if self._slots is not None:
             self._slots.acquire()
         try:
             while True:
                 try:
-                    driver, since = self._idle[writer].pop()  # atomic under the GIL
+                    driver, since = self._idle[kind].pop()  # atomic under the GIL
                 except IndexError:
                     break
                 if self._slots is None or time.monotonic() - since < self.IDLE_CHECK_SECONDS or _answers(driver):
-                    return (driver, writer), driver
+                    return (driver, kind), driver
                 _close_quietly(driver)
             pooled = self._engine.raw_connection()
             driver = pooled.driver_connection
             pooled.detach()  # closed by us, never returned to the pool
-            if writer and self.fail_fast:
+            if kind != READER and self.fail_fast:
                 driver.execute("PRAGMA busy_timeout=0")
                 if self._checkpoint_apart:  # commits on the event loop append to the WAL only
                     driver.execute("PRAGMA wal_autocheckpoint=0")
-            return (driver, writer), driver
+                if kind == LOOP_WRITER:
+                    driver.execute("PRAGMA synchronous=NORMAL")
+            return (driver, kind), driver
         except BaseException:
             if self._slots is not None:
                 self._slots.release()
@@ -193,9 +201,9 @@ class LeanConnections:
     def release(self, handle, reusable: bool) -> None:
         if not self._own:
             return
-        driver, writer = handle
+        driver, kind = handle
         try:
-            idle = self._idle[writer]
+            idle = self._idle[kind]
             if reusable and len(idle) < self._keep and self._pid == os.getpid():
                 idle.append((driver, time.monotonic()))
             else:
@@ -208,9 +216,13 @@ class LeanConnections:
         if self._static is not None:
             self._static.close()
             self._static = None
-        idle, self._idle = self._idle, {False: [], True: []}
-        for driver, _ in idle[False] + idle[True]:
+        idle, self._idle = self._idle, _no_idle()
+        for driver, _ in (pair for pairs in idle.values() for pair in pairs):
             _close_quietly(driver)
+
+
+def _no_idle() -> dict[str, list[tuple[object, float]]]:
+    return {READER: [], WRITER: [], LOOP_WRITER: []}
 
 
 def _answers(driver) -> bool:
@@ -230,7 +242,10 @@ def _close_quietly(driver) -> None:
 
 
 class LeanUnitOfWork(_Repositories):
-    """Plain SQL only (a repository method on Core fails here): the hot path's transactions."""
+    """Plain SQL only (a repository method on Core fails here): the hot path's transactions.
+
+    With ``wal``, a write that must not wait (the event loop's) commits without waiting for the
+    disk and is counted there: its answer waits for the group's sync instead (see store.wal_sync)."""
 
     def __init__(
         self,
@@ -240,17 +255,20 @@ class LeanUnitOfWork(_Repositories):
         read_only: bool = False,
         gate: WriterGate | None = None,
         wait: bool = True,
+        wal: WalSync | None = None,
     ):
         self._engine = engine
         self._connections = connections
         self._read_only = read_only
         self._wait = wait
         self._gate = None if read_only else gate
+        self._wal = wal if not read_only and not wait and connections.fail_fast else None
         self._core = None
         self._pooled = self._driver = None
 
     def __enter__(self) -> LeanUnitOfWork:
-        self._pooled, self._driver = self._connections.acquire(writer=not self._read_only)
+        kind = READER if self._read_only else LOOP_WRITER if self._wal is not None else WRITER
+        self._pooled, self._driver = self._connections.acquire(kind)
         dialect = self._engine.dialect.name
         self._sql = Sql(self._driver, dialect)
         if self._read_only:
@@ -314,6 +332,8 @@ class LeanUnitOfWork(_Repositories):
     def commit(self) -> None:
         if self._engine.dialect.name == "sqlite":
             self._driver.execute("COMMIT")  # what follows runs in autocommit mode
+            if self._wal is not None:
+                self._wal.committed()
         else:
             self._driver.commit()
 
@@ -335,17 +355,30 @@ class LeanUnitOfWork(_Repositories):
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, engine: Engine, gate: WriterGate | None = None, *, checkpoint_apart: bool = False):
+    """``group_commit`` (SQLite in a file): the event loop's lean writes are synced as a group,
+    through :attr:`wal` (see store.wal_sync); what serves their answers must wait for it."""
+
+    def __init__(
+        self, engine: Engine, gate: WriterGate | None = None, *, checkpoint_apart: bool = False, group_commit: bool = False
+    ):
         self.engine = engine
         self.embedded = engine.dialect.name == "sqlite"
         self._gate = gate
         self._lean_connections = LeanConnections(engine, checkpoint_apart=checkpoint_apart)
         self._thread = threading.local()
+        database = engine.url.database
+        self.wal = (
+            WalSync(Path(database))
+            if group_commit and self._lean_connections.fail_fast and database and database != ":memory:"
+            else None
+        )
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> SqlUnitOfWork | LeanUnitOfWork:
         wait = not getattr(self._thread, "not_waiting", False)
         if lean:
-            return LeanUnitOfWork(self.engine, self._lean_connections, read_only=read_only, gate=self._gate, wait=wait)
+            return LeanUnitOfWork(
+                self.engine, self._lean_connections, read_only=read_only, gate=self._gate, wait=wait, wal=self.wal
+            )
         return SqlUnitOfWork(self.engine, read_only=read_only, wait=wait)
 
     @contextlib.contextmanager
@@ -359,3 +392,5 @@ class SqlUnitOfWorkFactory:
     def close(self) -> None:
         """Close the hot path's own connections (the engine's pool is the engine's to dispose)."""
         self._lean_connections.close()
+        if self.wal is not None:
+            self.wal.close()
