@@ -1,6 +1,7 @@
 """SQLite's group commit (store/wal_sync.py, app/durable_answers.py): the event loop's writes
 commit without waiting for the disk, one fsync of the WAL makes a group of them durable, and no
-answer leaves before the commits made before it are on disk."""
+answer leaves before the commits made before it are on disk. While other requests are in
+progress the sync runs in a thread of its own; a request alone is synced on the loop."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Disk:
 
     def __init__(self):
         self.synced: list[int] = []
+        self.threads: list[str] = []
         self.hold = threading.Event()
         self.hold.set()
         self.waiting = threading.Event()
@@ -39,6 +41,7 @@ class Disk:
             raise OSError(5, "Input/output error")
         os.fsync(fd)
         self.synced.append(os.fstat(fd).st_ino)
+        self.threads.append(threading.current_thread().name)
 
 
 @pytest.fixture
@@ -91,6 +94,14 @@ def _nothing_arrives(sock, seconds: float = 0.5) -> bool:
     return not readable
 
 
+def _busy(server):
+    """A connection whose request is in progress (its body still on its way): the others' syncs
+    then run in the sync thread, not on the loop."""
+    sock = connect(server)
+    sock.sendall(api_request("DescribeServers", {"ServerName": "chef"})[:-3])
+    return sock
+
+
 def _send_split(sock, request: bytes) -> None:
     """The body in two reads: uvicorn's cycle answers it, not the fast lane."""
     sock.sendall(request[:-5])
@@ -100,7 +111,7 @@ def _send_split(sock, request: bytes) -> None:
 
 @pytest.mark.parametrize("way", ["lane", "uvicorn"])
 def test_an_answer_waits_until_its_commit_is_on_disk(app, served, way):
-    with connect(served) as sock:
+    with connect(served) as sock, _busy(served):
         answers = Answers(sock)
         sock.sendall(_associate("warm"))  # the server's row cached: the next change runs on the loop
         assert answers.next()[0] == 200
@@ -120,6 +131,7 @@ def test_an_answer_waits_until_its_commit_is_on_disk(app, served, way):
         assert status == 200, body
         token = json.loads(body)["NodeAssociationStatusToken"]
         assert app.disk.synced[-1] == _wal_inode(app)  # the WAL itself was synced
+        assert app.disk.threads[-1].startswith("opscm-wal-sync")
         wal = app.deps.uow.wal
         assert wal.synced == wal.counted >= 1
 
@@ -138,6 +150,7 @@ def test_one_sync_serves_the_answers_of_its_moment(app, served):
     app.disk.hold.clear()
     app.disk.waiting.clear()
     socks = [connect(served) for _ in range(6)]
+    busy = _busy(served)
     try:
         socks[0].sendall(_associate("n0"))
         assert app.disk.waiting.wait(10)  # the first sync is under way, held
@@ -151,10 +164,23 @@ def test_one_sync_serves_the_answers_of_its_moment(app, served):
         app.disk.hold.set()
         assert [Answers(sock).next()[0] for sock in socks] == [200] * 6
     finally:
-        for sock in socks:
+        for sock in (*socks, busy):
             sock.close()
     # The held sync (n0's), then one for the five commits made meanwhile.
     assert app.disk.synced.count(_wal_inode(app)) - syncs == 2
+
+
+def test_a_request_alone_is_synced_on_the_event_loop(app, served):
+    with connect(served) as sock:
+        answers = Answers(sock)
+        sock.sendall(_associate("warm"))
+        assert answers.next()[0] == 200
+        syncs = len(app.disk.synced)
+        sock.sendall(_associate("alone"))
+        assert answers.next()[0] == 200
+    assert len(app.disk.synced) > syncs and app.disk.synced[-1] == _wal_inode(app)
+    assert not app.disk.threads[-1].startswith("opscm-wal-sync")  # uvicorn's thread: the loop's
+    assert app.deps.uow.wal.synced == app.deps.uow.wal.counted
 
 
 def test_a_disk_that_fails_to_sync_gets_503_and_no_success(app, served):
@@ -164,12 +190,14 @@ def test_a_disk_that_fails_to_sync_gets_503_and_no_success(app, served):
         assert answers.next()[0] == 200
 
         app.disk.fail = True
-        for node in ("lost", "after"):  # once failed, every later commit's answer fails too
+        for node, other in (("lost", None), ("after", _busy(served))):  # once failed, every later one fails too
             sock.sendall(_associate(node))
             status, _, body = answers.next()
             answer = json.loads(body)
             assert status == 503, answer
             assert answer["__type"] == "ServiceUnavailable" and "sync" in answer["message"]
+            if other is not None:
+                other.close()
 
 
 def test_only_the_event_loops_writes_skip_the_sync(app):

@@ -89,16 +89,16 @@ class OpscmAsgi:
         answer = self.answer_now(request)
         return await self._on_disk(answer if isinstance(answer, HttpResponse) else await answer())
 
-    async def _on_disk(self, response: HttpResponse) -> HttpResponse:
-        return response if await self._durable.synced() else self._not_on_disk()
+    async def _on_disk(self, response: HttpResponse, alone: bool = False) -> HttpResponse:
+        return response if await self._durable.synced(alone) else self._not_on_disk()
 
-    def deliver_on_disk(self, response: HttpResponse, deliver: Callable[[HttpResponse], None]) -> None:
+    def deliver_on_disk(self, response: HttpResponse, deliver: Callable[[HttpResponse], None], alone: bool = False) -> None:
         """``deliver(response)`` at once, or once the commits made before it are on disk (on
-        the event loop: the fast lane's answers)."""
+        the event loop: the fast lane's answers); ``alone``: no other request is in progress."""
         if not self._durable.pending():
             deliver(response)
         else:
-            self._durable.then(lambda ok: deliver(response if ok else self._not_on_disk()))
+            self._durable.then(lambda ok: deliver(response if ok else self._not_on_disk()), alone)
 
     def _not_on_disk(self) -> HttpResponse:
         return self._pipeline.protocol.error_response(NOT_ON_DISK, "-")
@@ -126,15 +126,17 @@ class OpscmAsgi:
                 return started if isinstance(started, HttpResponse) else functools.partial(self._finish, started)
         return functools.partial(self._in_thread, pipeline.run, prepared)
 
-    async def answer_later(self, later: Later, body_size: int, send) -> None:
-        """Send what *later* answers (see :meth:`answer_now`), the body's bytes held meanwhile."""
+    async def answer_later(self, later: Later, body_size: int, send, alone: Callable[[], bool] = lambda: False) -> None:
+        """Send what *later* answers (see :meth:`answer_now`), the body's bytes held meanwhile;
+        ``alone`` tells, once it is made, whether no other request is in progress."""
         try:
             held = self._limits.hold(body_size)
         except ApiError as error:
             await _send(send, self._pipeline.protocol.error_response(error, "-"), close=False)
             return
         try:
-            response = await self._on_disk(await later())
+            response = await later()
+            response = await self._on_disk(response, alone())
         finally:
             self._limits.release(held)
         await _send(send, response, close=False)

@@ -3,7 +3,10 @@
 The loop's writers commit without syncing; an answer made while any such commit is not yet on
 disk is held, and one sync in a thread of its own makes all of them durable at once, while the
 loop goes on with other requests. Commits counted during a sync wait for the next one, which
-starts as soon as it ends: under load one sync serves every answer of its moment.
+starts as soon as it ends: under load one sync serves every answer of its moment. An answer
+made while no other request is in progress (``alone``: one client, as a node booting alone) is
+synced on the loop itself: there is nobody to group with, and the hand-off to the thread and
+back costs more CPU than the request's commit (measured: +0.1-0.25 ms for a Chef association).
 """
 
 from __future__ import annotations
@@ -33,19 +36,34 @@ class DurableAnswers:
         """Whether an answer made now must wait (a commit of this process is not on disk yet)."""
         return self._wal is not None and self._wal.pending()
 
-    def then(self, waiter: Waiter) -> None:
-        """On the event loop: ``waiter(True)`` once every commit counted so far is on disk."""
+    def then(self, waiter: Waiter, alone: bool = False) -> None:
+        """On the event loop: ``waiter(True)`` once every commit counted so far is on disk;
+        ``alone``: no other request is in progress (see the module's doc)."""
+        if alone and not self._syncing and not self._waiting:
+            waiter(self._sync_here())
+            return
         self._waiting.append(waiter)
         if not self._syncing:
             self._start()
 
-    async def synced(self) -> bool:
+    async def synced(self, alone: bool = False) -> bool:
         """Whether every commit counted so far is on disk (waits for it; False: the disk failed)."""
         if not self.pending():
             return True
+        if alone and not self._syncing and not self._waiting:
+            return self._sync_here()
         future = asyncio.get_running_loop().create_future()
         self.then(lambda ok: future.done() or future.set_result(ok))  # done: its awaiter was cancelled
         return await future
+
+    def _sync_here(self) -> bool:
+        assert self._wal is not None  # pending() was true
+        try:
+            self._wal.sync()
+        except OSError as failure:
+            _log_failure(failure)
+            return False
+        return True
 
     def _start(self) -> None:
         assert self._wal is not None and self._thread is not None  # pending() was true
@@ -60,7 +78,7 @@ class DurableAnswers:
         self._syncing = False
         ok = not future.cancelled() and future.exception() is None
         if not ok and not future.cancelled():
-            log.critical("the database's WAL could not be synced to disk (%s): held answers fail", future.exception())
+            _log_failure(future.exception())
         for waiter in batch:
             try:
                 waiter(ok)
@@ -72,3 +90,7 @@ class DurableAnswers:
     def close(self) -> None:
         if self._thread is not None:
             self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _log_failure(failure: BaseException | None) -> None:
+    log.critical("the database's WAL could not be synced to disk (%s): held answers fail", failure)

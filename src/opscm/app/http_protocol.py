@@ -140,9 +140,13 @@ class OpscmHttpProtocol(HttpToolsProtocol):
             self._run(cycle, functools.partial(_raise, failure))
             return
         if not isinstance(answer, HttpResponse):
-            self._run(cycle, functools.partial(_answer_later, api, answer, len(request.body)))
+            self._run(cycle, functools.partial(_answer_later, api, answer, len(request.body), self._alone))
             return
-        api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle))
+        api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle), self._alone())
+
+    def _alone(self) -> bool:
+        """Whether no other connection of this process has a request in progress."""
+        return all(other is self or other.cycle is None or other.cycle.response_complete for other in self.connections)
 
     def _send_answer(self, cycle: RequestResponseCycle, answer: HttpResponse) -> None:
         if cycle.disconnected:  # while its commit was being synced
@@ -221,8 +225,8 @@ def _response_bytes(response: HttpResponse, default_headers: list[tuple[bytes, b
     return b"".join(parts)
 
 
-async def _answer_later(api: OpscmAsgi, later: Later, body_size: int, scope, receive, send) -> None:
-    await api.answer_later(later, body_size, send)
+async def _answer_later(api: OpscmAsgi, later: Later, body_size: int, alone, scope, receive, send) -> None:
+    await api.answer_later(later, body_size, send, alone)
 
 
 async def _raise(failure: Exception, scope, receive, send) -> None:
