@@ -20,7 +20,9 @@ import pytest
 from opscm.app.composition import Application, Settings
 from opscm.service.ports import WouldWait
 from opscm.store.database import checkpoint_wal
+from opscm.store.unit_of_work import POSTGRES_CONNECTIONS
 from tests.support.in_process import TARGET_PREFIX, call
+from tests.support.postgres import fresh_database
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 
 
@@ -154,6 +156,33 @@ def test_puppet_changes_sign_in_a_thread_while_the_loop_goes_on(app):
 
     token = asyncio.run(scenario())
     assert _final_status(app, "puppet", token) == "SUCCESS"
+
+
+def test_on_postgresql_a_boot_storm_runs_in_the_stores_threads(tmp_path):
+    """A PostgreSQL round trip would hold the loop: the boot storm's requests run in threads of
+    their own, as many as the store's connections; anything else in the request threads."""
+    with fresh_database() as url:
+        application = Application(
+            Settings(data_dir=tmp_path, database_url=url, verify_signatures=False, schedule_interval=0, health_interval=0)
+        )
+        try:
+            application.start()
+            assert application.asgi._store_threads._max_workers == POSTGRES_CONNECTIONS
+            threads, store = CountingThreads(), CountingThreads()
+            application.asgi._threads, application.asgi._store_threads = threads, store
+            _healthy_server(application, "chef", "ChefAutomate")
+            params = {"ServerName": "chef", "NodeName": "warm", "EngineAttributes": _chef_attributes()}
+            assert _served(application, "AssociateNode", params)[0] == 200  # reads the server row: caches it
+            handed, stored = threads.handed, store.handed
+            params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
+            status, answer = _served(application, "AssociateNode", params)
+            assert status == 200, answer
+            assert _final_status(application, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+            assert (threads.handed, store.handed) == (handed, stored + 2)
+            assert _served(application, "DescribeServers", {"ServerName": "chef"})[0] == 200
+            assert (threads.handed, store.handed) == (handed + 1, stored + 2)
+        finally:
+            application.close()
 
 
 def test_a_light_change_never_waits_for_the_write_lock_on_the_event_loop(app, tmp_path):

@@ -25,7 +25,7 @@ from opscm.store.database import CHECKPOINT_SECONDS, checkpoint_wal, migrate, op
 from opscm.store.schema_version import schema_problem
 from opscm.service.server_cache import ServerCache
 from opscm.store.sql import SqlChefClients, SqlPuppetCas
-from opscm.store.unit_of_work import SqlUnitOfWorkFactory, WriterGate
+from opscm.store.unit_of_work import POSTGRES_CONNECTIONS, SqlUnitOfWorkFactory, WriterGate
 
 from .asgi import ca_api_prefix, create_asgi_app
 from .backends import remote_engines
@@ -184,7 +184,9 @@ class Application:
             else:
                 routes += self.metrics.routes(figures)
         routes += console_routes(self.deps, KeyRing(uow, self.secret_box, ttl=0), derive_key(master_key, "console"), regions)
-        self.asgi = create_asgi_app(self.pipeline, self.deps, body_limits, routes, DurableAnswers(uow.wal))
+        self.asgi = create_asgi_app(
+            self.pipeline, self.deps, body_limits, routes, DurableAnswers(uow.wal), store_threads=POSTGRES_CONNECTIONS
+        )
         self._election: Election | None = None
 
     def ensure_admin_credentials(self) -> Path | None:

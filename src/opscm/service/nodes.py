@@ -55,9 +55,9 @@ def disassociate_node(deps: Dependencies, caller: Caller, params: dict) -> dict:
 
 
 def change_is_light(deps: Dependencies, caller: Caller, params: dict) -> bool:
-    """Whether this node change may be driven from the event loop: its server is known without a
-    read (cached), its engine is local (no network call), and the store is embedded."""
-    if not deps.uow.embedded or not caller.may_touch(params["ServerName"]):
+    """Whether this node change needs nothing but the store: its server is known without a read
+    (cached), and its engine is local (no network call)."""
+    if not caller.may_touch(params["ServerName"]):
         return False
     server = deps.server_cache.peek(caller.account_id, caller.region, params["ServerName"])
     if server is None:

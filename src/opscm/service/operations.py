@@ -24,12 +24,14 @@ OPERATIONS = {
     "RestoreServer": restores.restore_server,
 }
 
-# Operations a request may be answered with on the event loop, each with its test (no I/O):
-# a boot storm is these requests. Any other request runs in a thread (it calls a network, or
-# waits for the write lock).
+# The operations of a boot storm, each with its test (no I/O): whether a request needs nothing
+# but the store (no network call but the database's, no wait but for its locks). On an embedded
+# store (SQLite) such a request is answered on the event loop; on PostgreSQL, whose round trips
+# would hold the loop, in threads of its own, as many as the store's connections. Any other
+# request runs in the request threads (it may call a network).
 LIGHT = {
-    # One read of a token: SQLite readers never wait; a PostgreSQL round trip would hold the loop.
-    "DescribeNodeAssociationStatus": lambda deps, caller, params: deps.uow.embedded,
+    # One read of a token.
+    "DescribeNodeAssociationStatus": lambda deps, caller, params: True,
     "AssociateNode": nodes.change_is_light,
     "DisassociateNode": nodes.change_is_light,
 }

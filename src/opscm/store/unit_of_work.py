@@ -134,6 +134,8 @@ class WriterGate:
         return self._fd
 
 
+# The lean connections a process keeps to PostgreSQL at most.
+POSTGRES_CONNECTIONS = 8
 # Kinds of lean connections. SQLite writers have their own (see LeanConnections); the event
 # loop's, with group commit, commit without waiting for the disk (see store.wal_sync).
 READER, WRITER, LOOP_WRITER = "reader", "writer", "loop writer"
@@ -152,7 +154,9 @@ class LeanConnections:
 
     IDLE_CHECK_SECONDS = 5.0
 
-    def __init__(self, engine: Engine, keep: int = 64, postgres_limit: int = 8, checkpoint_apart: bool = False):
+    def __init__(
+        self, engine: Engine, keep: int = 64, postgres_limit: int = POSTGRES_CONNECTIONS, checkpoint_apart: bool = False
+    ):
         self._engine = engine
         self._checkpoint_apart = checkpoint_apart
         self._keep = keep
