@@ -173,3 +173,22 @@ def test_the_workers_sockets_share_one_port_no_other_process_may_join(tmp_path):
     finally:
         for listener in listeners:
             listener.close()
+
+
+def test_a_worker_leaves_its_startup_objects_out_of_full_collections(tmp_path):
+    """What a worker made to start lives as long as it does: frozen, a full collection (which
+    stalls the event loop) walks only what was made since."""
+    script = f"""
+import gc
+from opscm.app.composition import Application, Settings
+from opscm.app.serving import freeze_startup_objects
+app = Application(Settings(data_dir={str(tmp_path)!r}, schedule_interval=0, health_interval=0))
+frozen = freeze_startup_objects()
+print(frozen, len(gc.get_objects()))
+app.close()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    frozen, walked = map(int, result.stdout.split())
+    assert frozen > 50_000
+    assert walked < frozen / 20

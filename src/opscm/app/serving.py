@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import gc
 import logging
 import os
 import select
@@ -132,6 +133,7 @@ def run_worker(
     if len(listeners) > 1:
         asgi = by_local_port({listeners[1].getsockname()[1]: app.metrics_asgi}, app.asgi)
     app.start(leadership=lock_for(app.database, settings.data_dir))
+    freeze_startup_objects()
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, to the handler found at
     # start: a handler that ignores it turns a requested stop into a clean exit.
     for stop_signal in STOP_SIGNALS:
@@ -142,6 +144,16 @@ def run_worker(
     finally:
         app.close()
     return 0
+
+
+def freeze_startup_objects() -> int:
+    """Leave what a worker made to start (the service model, SQLAlchemy's metadata, routes:
+    ~100,000 objects, alive as long as it is) out of the garbage collector's full collections:
+    each walked them all, a 47 ms stall of the worker's event loop, which a storm of 64 Puppet
+    clients met as a p99 of 2.7-4.4x the median (1.5-1.9x frozen). Returns how many are frozen."""
+    gc.collect()  # what startup left as garbage is not kept forever
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def by_local_port(apps: dict[int, Callable], default: Callable) -> Callable:
