@@ -15,6 +15,7 @@ import time
 import pytest
 
 from opscm.app.composition import Application, Settings
+from opscm.app.http_protocol import ALONE_LOOKS_AT
 from opscm.store.wal_sync import WalSync
 from tests.support.asgi_server import ThreadServer
 from tests.support.http_wire import Answers, api_request, connect
@@ -181,6 +182,21 @@ def test_a_request_alone_is_synced_on_the_event_loop(app, served):
     assert len(app.disk.synced) > syncs and app.disk.synced[-1] == _wal_inode(app)
     assert not app.disk.threads[-1].startswith("opscm-wal-sync")  # uvicorn's thread: the loop's
     assert app.deps.uow.wal.synced == app.deps.uow.wal.counted
+
+
+def test_among_many_connections_no_request_is_taken_for_alone(app, served):
+    idle = [connect(served) for _ in range(ALONE_LOOKS_AT + 1)]  # connected, no request
+    try:
+        with connect(served) as sock:
+            answers = Answers(sock)
+            sock.sendall(_associate("warm"))
+            assert answers.next()[0] == 200
+            sock.sendall(_associate("crowded"))
+            assert answers.next()[0] == 200
+    finally:
+        for other in idle:
+            other.close()
+    assert app.disk.threads[-1].startswith("opscm-wal-sync")
 
 
 def test_a_disk_that_fails_to_sync_gets_503_and_no_success(app, served):

@@ -63,8 +63,8 @@ class OpscmAsgi:
         self._durable = durable or DurableAnswers(None)
         self._threads = concurrent.futures.ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="opscm-request")
         # Light requests on a networked store (see Pipeline.is_light), as many at once as the
-        # store has connections: more threads only queue on them and fight for the GIL (with
-        # 32, 64 PostgreSQL clients had a p99 3.0-3.2x the median; with 8, 2.4-2.7x).
+        # store has connections: more threads only queue on them and fight for the GIL (64 Chef
+        # clients on PostgreSQL: p99 3.0-4.4x the median among 32 threads, 2.3-2.7x in 8).
         self._store_threads = concurrent.futures.ThreadPoolExecutor(store_threads, thread_name_prefix="opscm-store")
 
     async def __call__(self, scope, receive, send) -> None:

@@ -30,6 +30,8 @@ from .asgi import Later, OpscmAsgi
 log = logging.getLogger("opscm.serving")
 
 DEFAULT_HEADER_TIMEOUT = 30.0
+# At most this many connections are looked at to tell whether a request is alone (see _alone).
+ALONE_LOOKS_AT = 64
 # asyncio waits up to 30 s for a TLS client's close_notify; an idle HTTP client never sends it.
 TLS_CLOSE_GRACE_SECONDS = 1.0
 
@@ -145,8 +147,12 @@ class OpscmHttpProtocol(HttpToolsProtocol):
         api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle), self._alone())
 
     def _alone(self) -> bool:
-        """Whether no other connection of this process has a request in progress."""
-        return all(other is self or other.cycle is None or other.cycle.response_complete for other in self.connections)
+        """Whether no other connection of this process has a request in progress (not looked
+        for among many connections: many clients are no lone node, and the look would cost)."""
+        connections = self.connections
+        if len(connections) > ALONE_LOOKS_AT:
+            return False
+        return all(other is self or other.cycle is None or other.cycle.response_complete for other in connections)
 
     def _send_answer(self, cycle: RequestResponseCycle, answer: HttpResponse) -> None:
         if cycle.disconnected:  # while its commit was being synced
