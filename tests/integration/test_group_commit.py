@@ -55,7 +55,7 @@ def app(tmp_path):
     )  # fmt: skip
     application.start()
     application.disk = Disk()
-    application.deps.uow.wal._fsync = application.disk.fsync
+    application.deps.uow.wal._sync_data = application.deps.uow.wal._sync_dir = application.disk.fsync
     status, answer = call(application, "CreateServer", json.dumps(create_server_params("chef", "ChefAutomate")).encode())
     assert status == 200, answer
     yield application
@@ -239,7 +239,8 @@ def test_an_in_memory_database_has_no_group_commit():
 def test_a_new_wal_file_is_synced_with_its_directory(tmp_path):
     database = tmp_path / "db"
     synced: list[int] = []
-    sync = WalSync(database, fsync=lambda fd: synced.append(os.fstat(fd).st_ino))
+    record = lambda fd: synced.append(os.fstat(fd).st_ino)  # noqa: E731
+    sync = WalSync(database, sync_data=record, sync_dir=record)
     sync.committed()
     sync.sync()  # no WAL file: every commit is in the database file
     assert synced == [] and not sync.pending()

@@ -19,9 +19,15 @@ from pathlib import Path
 
 
 class WalSync:
-    def __init__(self, database: Path, fsync: Callable[[int], None] = os.fsync):
+    """``sync_data`` syncs the WAL's contents (fdatasync, as SQLite syncs it: its size is synced
+    when it grew, its times are not); ``sync_dir`` syncs the directory of a new WAL."""
+
+    def __init__(
+        self, database: Path, sync_data: Callable[[int], None] = os.fdatasync, sync_dir: Callable[[int], None] = os.fsync
+    ):
         self._wal = Path(f"{database}-wal")
-        self._fsync = fsync
+        self._sync_data = sync_data
+        self._sync_dir = sync_dir
         self._fd: int | None = None
         self._lock = threading.Lock()  # one sync at a time
         self._failed = False
@@ -46,7 +52,7 @@ class WalSync:
             try:
                 fd = self._wal_fd()
                 if fd is not None:
-                    self._fsync(fd)
+                    self._sync_data(fd)
             except OSError:
                 self._failed = True
                 raise
@@ -62,18 +68,22 @@ class WalSync:
             return None  # everything is in the database file, synced
         if self._fd is not None and os.fstat(self._fd).st_ino == inode:
             return self._fd
-        self.close()
+        self._close_fd()
         # Read-only is enough for fsync; SQLite takes no locks on the WAL file itself, so
         # closing this descriptor cannot drop any of SQLite's.
         self._fd = os.open(self._wal, os.O_RDONLY | os.O_CLOEXEC)
         directory = os.open(self._wal.parent, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._fsync(directory)  # a new WAL's name must survive a power cut too
+            self._sync_dir(directory)  # a new WAL's name must survive a power cut too
         finally:
             os.close(directory)
         return self._fd
 
     def close(self) -> None:
+        with self._lock:  # not under a sync still running
+            self._close_fd()
+
+    def _close_fd(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
