@@ -17,7 +17,7 @@ import functools
 import logging
 from collections.abc import Callable
 
-from opscm.store.wal_sync import WalSync
+from opscm.service.ports import CommitSync
 
 log = logging.getLogger("opscm.store")
 
@@ -26,7 +26,7 @@ Waiter = Callable[[bool], None]
 
 
 class DurableAnswers:
-    def __init__(self, wal: WalSync | None):
+    def __init__(self, wal: CommitSync | None):
         self._wal = wal
         self._waiting: list[Waiter] = []
         self._syncing = False

@@ -194,6 +194,17 @@ class UnitOfWorkFactory(Protocol):
         raises WouldWait: what the event loop runs must never wait for another writer."""
 
 
+class CommitSync(Protocol):
+    """Commits made without waiting for the disk (SQLite's group commit, store.wal_sync), and
+    the sync that makes them durable: what serves their answers waits for it."""
+
+    def pending(self) -> bool:
+        """Whether a commit counted so far is not on disk yet."""
+
+    def sync(self) -> None:
+        """Make every commit counted so far durable (blocks; raises OSError when the disk fails)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Provisioned:
     """What CreateServer returns once (passwords, private keys), what the engine keeps (non-secret),

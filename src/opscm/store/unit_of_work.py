@@ -266,7 +266,7 @@ class LeanUnitOfWork(_Repositories):
         self._read_only = read_only
         self._wait = wait
         self._gate = None if read_only else gate
-        self._wal = wal if not read_only and not wait and connections.fail_fast else None
+        self._wal = wal if not read_only and not wait else None
         self._core = None
         self._pooled = self._driver = None
 
@@ -370,12 +370,8 @@ class SqlUnitOfWorkFactory:
         self._gate = gate
         self._lean_connections = LeanConnections(engine, checkpoint_apart=checkpoint_apart)
         self._thread = threading.local()
-        database = engine.url.database
-        self.wal = (
-            WalSync(Path(database))
-            if group_commit and self._lean_connections.fail_fast and database and database != ":memory:"
-            else None
-        )
+        # fail_fast: SQLite in a file (an in-memory one has a single connection, and no WAL).
+        self.wal = WalSync(Path(engine.url.database)) if group_commit and self._lean_connections.fail_fast else None
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> SqlUnitOfWork | LeanUnitOfWork:
         wait = not getattr(self._thread, "not_waiting", False)
