@@ -19,7 +19,7 @@ from opscm.app.http_protocol import ALONE_LOOKS_AT
 from opscm.store.wal_sync import WalSync
 from tests.support.asgi_server import ThreadServer
 from tests.support.http_wire import Answers, api_request, connect
-from tests.support.in_process import call
+from tests.support.in_process import call, wait_until_healthy
 from tests.support.requests import create_server_params, public_pem, rsa_key
 
 
@@ -64,16 +64,9 @@ def app(tmp_path):
 
 @pytest.fixture
 def served(app):
-    _healthy(app)
+    wait_until_healthy(app, "chef")
     with ThreadServer(app.asgi, lane=app.asgi) as server:
         yield server
-
-
-def _healthy(app) -> None:
-    deadline = time.monotonic() + 60
-    while call(app, "DescribeServers", json.dumps({"ServerName": "chef"}).encode())[1]["Servers"][0]["Status"] != "HEALTHY":
-        assert time.monotonic() < deadline, "the server never became HEALTHY"
-        time.sleep(0.05)
 
 
 def _associate(node: str) -> bytes:

@@ -13,7 +13,6 @@ import concurrent.futures
 import json
 import sqlite3
 import threading
-import time
 
 import pytest
 
@@ -21,7 +20,7 @@ from opscm.app.composition import Application, Settings
 from opscm.service.ports import WouldWait
 from opscm.store.database import checkpoint_wal
 from opscm.store.unit_of_work import POSTGRES_CONNECTIONS
-from tests.support.in_process import TARGET_PREFIX, call
+from tests.support.in_process import TARGET_PREFIX, call, wait_until_healthy
 from tests.support.postgres import fresh_database
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 
@@ -79,10 +78,7 @@ async def _served_async(app, operation: str, params: dict) -> tuple[int, dict]:
 def _healthy_server(app, name: str, engine: str) -> None:
     status, answer = call(app, "CreateServer", json.dumps(create_server_params(name, engine)).encode())
     assert status == 200, answer
-    deadline = time.monotonic() + 60
-    while call(app, "DescribeServers", json.dumps({"ServerName": name}).encode())[1]["Servers"][0]["Status"] != "HEALTHY":
-        assert time.monotonic() < deadline, "the server never became HEALTHY"
-        time.sleep(0.05)
+    wait_until_healthy(app, name)
 
 
 def _chef_attributes(key=None) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from opscm.protocol.json11 import CONTENT_TYPE, HttpRequest
 
@@ -27,3 +28,11 @@ def assert_never_a_500(status: int, payload: dict) -> None:
     assert status == 200 or 400 <= status < 500, (status, payload)
     if status != 200:
         assert payload.get("__type") and payload.get("message"), payload
+
+
+def wait_until_healthy(app, name: str, timeout: float = 60.0) -> None:
+    """Return once the server named *name* is HEALTHY (its creation job ran)."""
+    deadline = time.monotonic() + timeout
+    while call(app, "DescribeServers", json.dumps({"ServerName": name}).encode())[1]["Servers"][0]["Status"] != "HEALTHY":
+        assert time.monotonic() < deadline, "the server never became HEALTHY"
+        time.sleep(0.05)
