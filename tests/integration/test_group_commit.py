@@ -210,6 +210,7 @@ def test_a_disk_that_fails_to_sync_gets_503_and_no_success(app, served):
 
 
 def test_only_the_event_loops_writes_skip_the_sync(app):
+    wait_until_healthy(app, "chef")  # the creation job's writes are done: the loop's write never waits
     uow = app.deps.uow
     with uow(lean=True) as thread_write:
         assert thread_write._driver.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: synced at commit
