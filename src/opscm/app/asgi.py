@@ -139,20 +139,17 @@ class OpscmAsgi:
                 return started if isinstance(started, HttpResponse) else functools.partial(self._finish, started)
         return functools.partial(self._in_thread, pipeline.run, prepared)
 
-    async def answer_later(self, later: Later, body_size: int, send, alone: Callable[[], bool] = lambda: False) -> None:
-        """Send what *later* answers (see :meth:`answer_now`), the body's bytes held meanwhile;
-        ``alone`` tells, once it is made, whether no other request is in progress."""
+    async def answer_later(self, later: Later, body_size: int, alone: Callable[[], bool] = lambda: False) -> HttpResponse:
+        """What *later* answers (see :meth:`answer_now`) once it is on disk, the body's bytes
+        held meanwhile; ``alone`` tells, once it is made, whether no other request is in progress."""
         try:
             held = self._limits.hold(body_size)
         except ApiError as error:
-            await _send(send, self._pipeline.protocol.error_response(error, "-"), close=False)
-            return
+            return self._pipeline.protocol.error_response(error, "-")
         try:
-            response = await later()
-            response = await self._on_disk(response, alone())
+            return await self._on_disk(await later(), alone())
         finally:
             self._limits.release(held)
-        await _send(send, response, close=False)
 
     async def _finish(self, underway: Underway) -> HttpResponse:
         try:

@@ -5,8 +5,9 @@ The fast lane: a ``POST /`` request of the boot storm's operations that arrives 
 and body in what one read brought) is answered by the protocol itself in the loop's next turn,
 with no ASGI task, event or receive/send round trips: uvicorn's cycle cost 60-120 µs of CPU per
 request over the lane's (measured with a fixed answer). A uvicorn cycle object still stands for
-the request, so requests behind it queue and a shutdown or a disconnect reaches it as any other;
-an answer that must wait (a signature, a request run in a thread) is finished in that cycle.
+the request, so requests behind it queue and a shutdown or a disconnect reaches it as any other.
+An answer that must wait (a signature, a request run in a thread) is awaited in a task of the
+lane's own and written as the lane writes the others, not through uvicorn's ASGI cycle.
 Whatever the lane does not take goes uvicorn's own way unchanged: another path or method, a
 request behind one still running (pipelining), Expect: 100-continue, a chunked or large body, a
 body still on its way, a connection that will close, a client not reading its answers.
@@ -142,9 +143,19 @@ class OpscmHttpProtocol(HttpToolsProtocol):
             self._run(cycle, functools.partial(_raise, failure))
             return
         if not isinstance(answer, HttpResponse):
-            self._run(cycle, functools.partial(_answer_later, api, answer, len(request.body), self._alone))
+            task = self.loop.create_task(self._answer_later_in_lane(cycle, api, answer, len(request.body)))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)  # uvicorn waits for them at shutdown
             return
         api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle), self._alone())
+
+    async def _answer_later_in_lane(self, cycle: RequestResponseCycle, api: OpscmAsgi, later: Later, body_size: int) -> None:
+        try:
+            answer = await api.answer_later(later, body_size, self._alone)
+        except Exception as failure:  # noqa: BLE001 - a bug: uvicorn logs it and answers 500, as for any app
+            self._run(cycle, functools.partial(_raise, failure))
+            return
+        self._send_answer(cycle, answer)
 
     def _alone(self) -> bool:
         """Whether no other connection of this process has a request in progress (not looked
@@ -229,10 +240,6 @@ def _response_bytes(response: HttpResponse, default_headers: list[tuple[bytes, b
     parts.append(b"content-length: %d\r\n\r\n" % len(response.body))
     parts.append(response.body)
     return b"".join(parts)
-
-
-async def _answer_later(api: OpscmAsgi, later: Later, body_size: int, alone, scope, receive, send) -> None:
-    await api.answer_later(later, body_size, send, alone)
 
 
 async def _raise(failure: Exception, scope, receive, send) -> None:
