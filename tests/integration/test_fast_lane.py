@@ -5,12 +5,14 @@ The served app is wrapped to count the requests it is given: a request the lane 
 reaches it."""
 
 import json
+import threading
 import time
 
 import boto3
 import pytest
 
 from opscm.domain.errors import InvalidState
+from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.mock import OpsWorksCMMock
 from tests.support.asgi_server import ThreadServer
 from tests.support.http_wire import TARGET, Answers, api_request, connect
@@ -40,6 +42,9 @@ def mock():
         client.create_server(**create_server_params("chef", "ChefAutomate"))
         client.create_server(**create_server_params("puppet", "Puppet"))
         mock.wait_for_jobs()
+        # A first association caches its server: a request is light (the lane's) only then.
+        csr = make_csr("warm")
+        client.associate_node(ServerName="puppet", NodeName="warm", EngineAttributes=[{"Name": "PUPPET_NODE_CSR", "Value": csr}])
         mock.client = client
         yield mock
 
@@ -130,11 +135,80 @@ def test_expect_100_continue_goes_uvicorns_way(mock, served):
     assert served.app.calls == 1
 
 
-def test_a_puppet_association_is_signed_off_the_loop_and_answered_from_the_lane(mock, served):
-    csr = make_csr("lane-node")
-    params = {"ServerName": "puppet", "NodeName": "lane-node", "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": csr}]}
+def _puppet_association(node: str) -> bytes:
+    params = {"ServerName": "puppet", "NodeName": node, "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": make_csr(node)}]}
+    return api_request("AssociateNode", params)
+
+
+def _signed_in(monkeypatch, before=lambda: None) -> list[threading.Thread]:
+    """The threads the built-in Puppet engine's signing step runs in, as it runs."""
+    threads = []
+    signs = BuiltinPuppet.prepare_change
+
+    def recorded(engine, *args, **kwargs):
+        threads.append(threading.current_thread())
+        before()
+        return signs(engine, *args, **kwargs)
+
+    monkeypatch.setattr(BuiltinPuppet, "prepare_change", recorded)
+    return threads
+
+
+def _assert_signed(mock, body: bytes) -> None:
+    token = json.loads(body)["NodeAssociationStatusToken"]
+    described = mock.client.describe_node_association_status(ServerName="puppet", NodeAssociationStatusToken=token)
+    assert described["NodeAssociationStatus"] == "SUCCESS"
+    assert {a["Name"] for a in described["EngineAttributes"]} == {"PUPPET_NODE_CERT"}
+
+
+def test_a_lone_puppet_association_is_signed_on_the_loop(mock, served, monkeypatch):
+    # Nobody to stall: the hand-off to a thread and back would cost more than it saves.
+    threads = _signed_in(monkeypatch)
     with connect(served) as sock:
-        sock.sendall(api_request("AssociateNode", params))
+        sock.sendall(_puppet_association("alone-node"))
+        status, _, body = Answers(sock).next()
+    assert status == 200, body
+    _assert_signed(mock, body)
+    assert threads == [served.thread]
+
+
+def test_a_signature_goes_to_a_thread_while_another_request_is_in_progress(mock, served, monkeypatch):
+    threads = _signed_in(monkeypatch)
+    with connect(served) as other, connect(served) as sock:
+        head = f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}DescribeServers\r\nContent-Length: 2\r\n\r\n{{"
+        other.sendall(head.encode())  # its body's last byte still on its way: in progress
+        deadline = time.monotonic() + 10
+        while not any(c.cycle is not None and not c.cycle.response_complete for c in served.server.server_state.connections):
+            assert time.monotonic() < deadline, "the other request never arrived"
+            time.sleep(0.01)
+        sock.sendall(_puppet_association("busy-node"))
+        status, _, body = Answers(sock).next()
+        other.sendall(b"}")
+        assert Answers(other).next()[0] == 200
+    assert status == 200, body
+    _assert_signed(mock, body)
+    assert len(threads) == 1 and threads[0] is not served.thread and threads[0].name.startswith("opscm-request")
+
+
+def test_a_signing_step_that_would_wait_on_the_loop_is_run_again_in_a_thread(mock, served, monkeypatch):
+    def write_first():
+        # A write the step needs (a new block of serials) must not wait for SQLite's lock on the loop.
+        if threading.current_thread() is served.thread:
+            with mock.app.deps.uow():
+                pass
+
+    threads = _signed_in(monkeypatch, write_first)
+    with connect(served) as sock:
+        sock.sendall(_puppet_association("waits-node"))
+        status, _, body = Answers(sock).next()
+    assert status == 200, body
+    _assert_signed(mock, body)
+    assert threads[0] is served.thread and len(threads) == 2 and threads[1].name.startswith("opscm-request")
+
+
+def test_a_puppet_association_is_answered_from_the_lane(mock, served):
+    with connect(served) as sock:
+        sock.sendall(_puppet_association("lane-node"))
         status, _, body = Answers(sock).next()
     assert status == 200, body
     token = json.loads(body)["NodeAssociationStatusToken"]

@@ -26,8 +26,9 @@ class ThreadServer:
         fast_lane = FastLane(lane, lane_port or self.port) if lane is not None else None
         self.server = ServingServer(uvicorn_config(asgi, options, fast_lane), on_ready=ready.set)
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]}, daemon=True)
-        self._thread.start()
+        # The thread of its event loop.
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]}, daemon=True)
+        self.thread.start()
         if not ready.wait(10):
             raise RuntimeError("the in-process server did not start")
 
@@ -36,7 +37,7 @@ class ThreadServer:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self._thread.join(10)
+        self.thread.join(10)
 
     def __enter__(self) -> ThreadServer:
         return self

@@ -206,6 +206,12 @@ class Pipeline:
             outcome = self._advance(underway.prepared, underway.steps, value, error)
         return outcome
 
+    def step_here(self, step: Callable[[], Any]) -> Any:
+        """Run a blocking step of :meth:`start_light`'s on this thread (the event loop), as the
+        handler's own code runs: a write that would wait for a lock raises WouldWait instead."""
+        with self._deps.uow.without_waiting():
+            return step()
+
     def _advance(
         self, prepared: Prepared, steps: Steps, value: Any = None, error: Exception | None = None
     ) -> HttpResponse | Callable[[], Any]:
