@@ -10,7 +10,8 @@ against the same servers; every figure of a run is measured in that run.
 
 Printed per store, engine and level: associations/s, AssociateNode latency p50/p95/p99, whole
 association p99, errors, the server's CPU milliseconds per association (/proc, every process
-of every replica; in user space and in the kernel), how busy the machine's cores were (everything on it: opscm, the load
+of every replica; in user space and in the kernel), the load generator's CPU milliseconds per
+association (it shares the cores), how busy the machine's cores were (everything on it: opscm, the load
 generator, PostgreSQL), peak RSS per server process, and (Puppet) the machine's signing ceiling:
 opscm's own CSR check + signing on all cores, without HTTP or database, measured in this run.
 A script, not a test: it asserts nothing.
@@ -121,10 +122,10 @@ class Connection:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(*self.address)
         self.writer.write(head.encode() + body)
-        status_line = await self.reader.readuntil(b"\r\n")
+        status_line, *lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         length = 0
-        while (line := await self.reader.readuntil(b"\r\n")) != b"\r\n":
-            name, _, value = line.decode("latin-1").partition(":")
+        for line in lines:
+            name, _, value = line.partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value)
         data = await self.reader.readexactly(length)
@@ -162,12 +163,13 @@ async def _clients(urls, signer_args, requests, concurrency, results):
 def _client_process(urls, signer_args, requests, concurrency, pipe):
     results: list = []
     asyncio.run(_clients(urls, signer_args, requests, concurrency, results))
-    pipe.send(results)
+    pipe.send((results, time.process_time()))
     pipe.close()
 
 
 def drive(urls, signer_args, requests, clients: int, processes: int):
-    """Run ``clients`` concurrent clients, spread over ``processes`` load-generator processes."""
+    """Run ``clients`` concurrent clients, spread over ``processes`` load-generator processes:
+    (results, seconds, the load generator's CPU seconds)."""
     processes = max(1, min(processes, clients))
     context = multiprocessing.get_context("fork")
     workers = []
@@ -179,11 +181,13 @@ def drive(urls, signer_args, requests, clients: int, processes: int):
     started = time.perf_counter()
     for process, _ in workers:
         process.start()
-    results = []
+    results, cpu = [], 0.0
     for process, receiver in workers:
-        results += receiver.recv()
+        some, seconds = receiver.recv()
+        results += some
+        cpu += seconds
         process.join()
-    return results, time.perf_counter() - started
+    return results, time.perf_counter() - started, cpu
 
 
 # ---- the server's side: CPU and memory of every process --------------------------------------
@@ -318,7 +322,7 @@ def _measure(store: str, args, keys, servers) -> None:
                 requests = node_requests(engine, name, names, keys)
                 pids = [pid for s in servers for pid in _tree(s.process.pid)]
                 cpu_before, machine_before = cpu_seconds(pids), machine_ticks()
-                results, wall = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
+                results, wall, client_cpu = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
                 cpu_after = cpu_seconds(pids)
                 user = {pid: cpu_after[pid][0] - cpu_before.get(pid, (0, 0))[0] for pid in cpu_after}
                 system = {pid: cpu_after[pid][1] - cpu_before.get(pid, (0, 0))[1] for pid in cpu_after}
@@ -338,7 +342,8 @@ def _measure(store: str, args, keys, servers) -> None:
                     f"p95={_percentile(associate, .95):6.1f} p99={_percentile(associate, .99):6.1f} "
                     f"association p99={_percentile(whole, .99):6.1f} errors={errors} "
                     f"server CPU ms/assoc={cpu * per_node:5.2f} (user {sum(user.values()) * per_node:.2f}"
-                    f" + system {sum(system.values()) * per_node:.2f}) machine busy={busy * 100:3.0f}%"
+                    f" + system {sum(system.values()) * per_node:.2f}) load generator CPU ms/assoc={client_cpu * per_node:4.2f}"
+                    f" machine busy={busy * 100:3.0f}%"
                 )
                 if ceiling:
                     line += f" ceiling={ceiling:7.1f}/s ratio={rate / ceiling:4.2f}"
