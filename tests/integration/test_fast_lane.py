@@ -42,9 +42,6 @@ def mock():
         client.create_server(**create_server_params("chef", "ChefAutomate"))
         client.create_server(**create_server_params("puppet", "Puppet"))
         mock.wait_for_jobs()
-        # A first association caches its server: a request is light (the lane's) only then.
-        csr = make_csr("warm")
-        client.associate_node(ServerName="puppet", NodeName="warm", EngineAttributes=[{"Name": "PUPPET_NODE_CSR", "Value": csr}])
         mock.client = client
         yield mock
 
@@ -135,6 +132,11 @@ def test_expect_100_continue_goes_uvicorns_way(mock, served):
     assert served.app.calls == 1
 
 
+def _cached_puppet_server(mock) -> None:
+    # A node change is light (the lane's, on the loop) only while its server is cached (2 s).
+    assert mock.app.deps.server_cache.get("123456789012", "us-east-1", "puppet") is not None
+
+
 def _puppet_association(node: str) -> bytes:
     params = {"ServerName": "puppet", "NodeName": node, "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": make_csr(node)}]}
     return api_request("AssociateNode", params)
@@ -165,11 +167,27 @@ def test_a_lone_puppet_association_is_signed_on_the_loop(mock, served, monkeypat
     # Nobody to stall: the hand-off to a thread and back would cost more than it saves.
     threads = _signed_in(monkeypatch)
     with connect(served) as sock:
+        _cached_puppet_server(mock)
         sock.sendall(_puppet_association("alone-node"))
         status, _, body = Answers(sock).next()
     assert status == 200, body
     _assert_signed(mock, body)
     assert threads == [served.thread]
+
+
+def test_a_removal_makes_its_crl_in_a_thread_even_alone(mock, served, monkeypatch):
+    # A CRL grows with the revocations (10,000 of them: ~120 ms): never on the loop.
+    with connect(served) as sock:
+        _cached_puppet_server(mock)
+        sock.sendall(_puppet_association("removed-node"))
+        assert Answers(sock).next()[0] == 200
+    threads = _signed_in(monkeypatch)
+    with connect(served) as sock:
+        _cached_puppet_server(mock)
+        sock.sendall(api_request("DisassociateNode", {"ServerName": "puppet", "NodeName": "removed-node", "EngineAttributes": []}))
+        status, _, body = Answers(sock).next()
+    assert status == 200, body
+    assert len(threads) == 1 and threads[0].name.startswith("opscm-request")
 
 
 def test_a_signature_goes_to_a_thread_while_another_request_is_in_progress(mock, served, monkeypatch):
@@ -181,6 +199,7 @@ def test_a_signature_goes_to_a_thread_while_another_request_is_in_progress(mock,
         while not any(c.cycle is not None and not c.cycle.response_complete for c in served.server.server_state.connections):
             assert time.monotonic() < deadline, "the other request never arrived"
             time.sleep(0.01)
+        _cached_puppet_server(mock)
         sock.sendall(_puppet_association("busy-node"))
         status, _, body = Answers(sock).next()
         other.sendall(b"}")
@@ -199,6 +218,7 @@ def test_a_signing_step_that_would_wait_on_the_loop_is_run_again_in_a_thread(moc
 
     threads = _signed_in(monkeypatch, write_first)
     with connect(served) as sock:
+        _cached_puppet_server(mock)
         sock.sendall(_puppet_association("waits-node"))
         status, _, body = Answers(sock).next()
     assert status == 200, body
@@ -208,6 +228,7 @@ def test_a_signing_step_that_would_wait_on_the_loop_is_run_again_in_a_thread(moc
 
 def test_a_puppet_association_is_answered_from_the_lane(mock, served):
     with connect(served) as sock:
+        _cached_puppet_server(mock)
         sock.sendall(_puppet_association("lane-node"))
         status, _, body = Answers(sock).next()
     assert status == 200, body

@@ -22,6 +22,7 @@ from opscm.protocol.errors import ApiError
 from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 from opscm.service.context import Dependencies
 from opscm.service.ports import WouldWait
+from opscm.service.steps import Brief
 from opscm.service.puppet_ca import ca_document
 
 from .durable_answers import DurableAnswers
@@ -154,17 +155,18 @@ class OpscmAsgi:
             self._limits.release(held)
 
     async def _finish(self, underway: Underway, alone: Alone) -> HttpResponse:
-        """The rest of a light request: its blocking step (a signature) in a thread while other
-        requests are in progress. Alone, it is run on the loop: there is nobody to stall, and
-        the hand-off to a thread and back cost a lone Puppet association ~0.2 ms of CPU."""
-        offload = self._here if alone() else self._in_thread
         try:
-            return await self._pipeline.finish_light(underway, offload)
+            return await self._pipeline.finish_light(underway, functools.partial(self._step, alone=alone))
         except WouldWait:  # nothing was written: the whole request again, where it may wait
             return await self._in_thread(self._pipeline.run, underway.prepared)
 
-    async def _here(self, step):
-        return self._pipeline.step_here(step)
+    async def _step(self, step, alone: Alone):
+        """A light request's blocking step (a signature), in a thread while other requests are in
+        progress. A brief one with none in progress is run on the loop: there is nobody to stall,
+        and the hand-off to a thread and back cost a lone Puppet association ~0.2 ms of CPU."""
+        if isinstance(step, Brief) and alone():
+            return self._pipeline.step_here(step)
+        return await self._in_thread(step)
 
     async def _later_in_thread(self, function, argument, alone: Alone, threads: concurrent.futures.Executor | None = None):
         return await self._in_thread(function, argument, threads=threads)

@@ -30,7 +30,7 @@ from . import remote_changes
 from .context import Caller, Dependencies
 from .ports import Conflict, Engine, NodeChange
 from .server_cache import StaleServer, check_current
-from .steps import Steps, run_steps
+from .steps import Brief, Steps, run_steps
 
 # AWS's tokens are 65 random bytes in base64; only their hash is stored.
 TOKEN_BYTES = 65
@@ -149,7 +149,10 @@ def _change_locally(
                 raise NotFound(f"Node {name} is not associated with server {server.name}.")
             check_claim(server.name, name, action, holder, server.node_name_policy)
         if engine.prepare_blocks:
-            prepared = yield functools.partial(engine.prepare_change, server, change, holder)
+            step = functools.partial(engine.prepare_change, server, change, holder)
+            # A new name's change is one signature; replacing or removing a holder's also revokes
+            # (a new CRL, as long as the revocations).
+            prepared = yield Brief(step) if holder is None and action is AssociationAction.ASSOCIATE else step
         else:
             prepared = engine.prepare_change(server, change, holder)
         now = deps.clock.now()

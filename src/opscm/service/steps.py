@@ -4,12 +4,25 @@ app drives them from the event loop with :func:`resume`, the blocking work in a 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator
 from typing import Any
 
 # Steps of a handler: each yielded callable may block; the generator is sent its result (or
 # thrown its exception) and returns the handler's result.
 Steps = Generator[Callable[[], Any], Any, dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class Brief:
+    """A step whose work is short and bounded (one signature: ~2 ms with a 4096-bit CA), which
+    the event loop may run in place when no other request would wait for it. A step that is
+    not marked (a CRL, which grows with the revocations) always runs in a thread."""
+
+    work: Callable[[], Any]
+
+    def __call__(self) -> Any:
+        return self.work()
 
 
 def resume(steps: Steps, value: Any = None, error: BaseException | None = None) -> tuple[Callable[[], Any] | None, Any]:
