@@ -137,6 +137,15 @@ def _cached_puppet_server(mock) -> None:
     assert mock.app.deps.server_cache.get("123456789012", "us-east-1", "puppet") is not None
 
 
+def _sent_alone(mock, served, request: bytes) -> tuple[int, bytes]:
+    """The status and body of the answer to one request, sent alone on a connection of its own."""
+    with connect(served) as sock:
+        _cached_puppet_server(mock)
+        sock.sendall(request)
+        status, _, body = Answers(sock).next()
+    return status, body
+
+
 def _puppet_association(node: str) -> bytes:
     params = {"ServerName": "puppet", "NodeName": node, "EngineAttributes": [{"Name": "PUPPET_NODE_CSR", "Value": make_csr(node)}]}
     return api_request("AssociateNode", params)
@@ -160,16 +169,14 @@ def _assert_signed(mock, body: bytes) -> None:
     token = json.loads(body)["NodeAssociationStatusToken"]
     described = mock.client.describe_node_association_status(ServerName="puppet", NodeAssociationStatusToken=token)
     assert described["NodeAssociationStatus"] == "SUCCESS"
-    assert {a["Name"] for a in described["EngineAttributes"]} == {"PUPPET_NODE_CERT"}
+    attributes = {a["Name"]: a["Value"] for a in described["EngineAttributes"]}
+    assert list(attributes) == ["PUPPET_NODE_CERT"] and attributes["PUPPET_NODE_CERT"].startswith("-----BEGIN CERTIFICATE-----")
 
 
 def test_a_lone_puppet_association_is_signed_on_the_loop(mock, served, monkeypatch):
     # Nobody to stall: the hand-off to a thread and back would cost more than it saves.
     threads = _signed_in(monkeypatch)
-    with connect(served) as sock:
-        _cached_puppet_server(mock)
-        sock.sendall(_puppet_association("alone-node"))
-        status, _, body = Answers(sock).next()
+    status, body = _sent_alone(mock, served, _puppet_association("alone-node"))
     assert status == 200, body
     _assert_signed(mock, body)
     assert threads == [served.thread]
@@ -177,15 +184,10 @@ def test_a_lone_puppet_association_is_signed_on_the_loop(mock, served, monkeypat
 
 def test_a_removal_makes_its_crl_in_a_thread_even_alone(mock, served, monkeypatch):
     # A CRL grows with the revocations (10,000 of them: ~120 ms): never on the loop.
-    with connect(served) as sock:
-        _cached_puppet_server(mock)
-        sock.sendall(_puppet_association("removed-node"))
-        assert Answers(sock).next()[0] == 200
+    assert _sent_alone(mock, served, _puppet_association("removed-node"))[0] == 200
     threads = _signed_in(monkeypatch)
-    with connect(served) as sock:
-        _cached_puppet_server(mock)
-        sock.sendall(api_request("DisassociateNode", {"ServerName": "puppet", "NodeName": "removed-node", "EngineAttributes": []}))
-        status, _, body = Answers(sock).next()
+    removal = api_request("DisassociateNode", {"ServerName": "puppet", "NodeName": "removed-node", "EngineAttributes": []})
+    status, body = _sent_alone(mock, served, removal)
     assert status == 200, body
     assert len(threads) == 1 and threads[0].name.startswith("opscm-request")
 
@@ -217,26 +219,16 @@ def test_a_signing_step_that_would_wait_on_the_loop_is_run_again_in_a_thread(moc
                 pass
 
     threads = _signed_in(monkeypatch, write_first)
-    with connect(served) as sock:
-        _cached_puppet_server(mock)
-        sock.sendall(_puppet_association("waits-node"))
-        status, _, body = Answers(sock).next()
+    status, body = _sent_alone(mock, served, _puppet_association("waits-node"))
     assert status == 200, body
     _assert_signed(mock, body)
     assert threads[0] is served.thread and len(threads) == 2 and threads[1].name.startswith("opscm-request")
 
 
 def test_a_puppet_association_is_answered_from_the_lane(mock, served):
-    with connect(served) as sock:
-        _cached_puppet_server(mock)
-        sock.sendall(_puppet_association("lane-node"))
-        status, _, body = Answers(sock).next()
+    status, body = _sent_alone(mock, served, _puppet_association("lane-node"))
     assert status == 200, body
-    token = json.loads(body)["NodeAssociationStatusToken"]
-    described = mock.client.describe_node_association_status(ServerName="puppet", NodeAssociationStatusToken=token)
-    assert described["NodeAssociationStatus"] == "SUCCESS"
-    attributes = {a["Name"]: a["Value"] for a in described["EngineAttributes"]}
-    assert attributes["PUPPET_NODE_CERT"].startswith("-----BEGIN CERTIFICATE-----")
+    _assert_signed(mock, body)
     assert served.app.calls == 0
 
 
