@@ -1,7 +1,8 @@
 """SQLite's group commit (store/wal_sync.py, app/durable_answers.py): the event loop's writes
 commit without waiting for the disk, one fsync of the WAL makes a group of them durable, and no
 answer leaves before the commits made before it are on disk. While other requests are in
-progress the sync runs in a thread of its own; a request alone is synced on the loop."""
+progress the sync runs in a thread of its own on a slow disk, and on the loop at the end of its
+turn on a fast one; a request alone is synced on the loop."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 import pytest
 
 from opscm.app.composition import Application, Settings
+from opscm.app.durable_answers import LOOP_SYNC_SECONDS
 from opscm.app.http_protocol import ALONE_LOOKS_AT
 from opscm.store.wal_sync import WalSync
 from tests.support.asgi_server import ThreadServer
@@ -25,7 +27,8 @@ from tests.support.requests import create_server_params, public_pem, rsa_key
 
 class Disk:
     """The WAL sync's fsync, recorded (the inode each call synced), and held while ``hold`` is
-    clear; ``fail`` makes it fail as a dying disk does."""
+    clear; ``fail`` makes it fail as a dying disk does. A slow disk (each sync takes 5 ms, more
+    than durable_answers.LOOP_SYNC_SECONDS) unless ``fast``: then no sync waits for anything."""
 
     def __init__(self):
         self.synced: list[int] = []
@@ -34,13 +37,16 @@ class Disk:
         self.hold.set()
         self.waiting = threading.Event()
         self.fail = False
+        self.fast = False
 
     def fsync(self, fd: int) -> None:
         self.waiting.set()
         assert self.hold.wait(10)
         if self.fail:
             raise OSError(5, "Input/output error")
-        os.fsync(fd)
+        if not self.fast:
+            os.fsync(fd)
+            time.sleep(5 * LOOP_SYNC_SECONDS)
         self.synced.append(os.fstat(fd).st_ino)
         self.threads.append(threading.current_thread().name)
 
@@ -175,6 +181,42 @@ def test_a_request_alone_is_synced_on_the_event_loop(app, served):
     assert len(app.disk.synced) > syncs and app.disk.synced[-1] == _wal_inode(app)
     assert not app.disk.threads[-1].startswith("opscm-wal-sync")  # uvicorn's thread: the loop's
     assert app.deps.uow.wal.synced == app.deps.uow.wal.counted
+
+
+def test_on_a_fast_disk_an_answer_waits_for_a_sync_made_on_the_loop(app, served):
+    app.disk.fast = True
+    with connect(served) as sock, _busy(served):
+        answers = Answers(sock)
+        for node in ("warm", "measured"):  # the server's row cached, then a first sync measured: fast
+            sock.sendall(_associate(node))
+            assert answers.next()[0] == 200
+        syncs = len(app.disk.synced)
+
+        app.disk.hold.clear()
+        app.disk.waiting.clear()
+        sock.sendall(_associate("held-on-the-loop"))
+        assert app.disk.waiting.wait(10), "the commit was never synced"
+        assert _nothing_arrives(sock)
+        app.disk.hold.set()
+        assert answers.next()[0] == 200
+    assert len(app.disk.synced) == syncs + 1 and app.disk.threads[-1] == served.thread.name
+    assert app.deps.uow.wal.synced == app.deps.uow.wal.counted
+
+
+def test_a_disk_that_slows_down_gets_its_syncs_made_in_the_thread(app, served):
+    app.disk.fast = True
+    with connect(served) as sock, _busy(served):
+        answers = Answers(sock)
+        for node in ("warm", "measured", "fast"):
+            sock.sendall(_associate(node))
+            assert answers.next()[0] == 200
+        assert app.disk.threads[-1] == served.thread.name
+        app.disk.fast = False  # 5 ms a sync from now on
+        for node in ("slow", "slower"):
+            sock.sendall(_associate(node))
+            assert answers.next()[0] == 200
+    # The first slow sync was made on the loop, and seen: the next one went to the thread.
+    assert app.disk.threads[-2:] == [served.thread.name, "opscm-wal-sync_0"]
 
 
 def test_among_many_connections_no_request_is_taken_for_alone(app, served):
