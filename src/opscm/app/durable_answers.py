@@ -6,8 +6,8 @@ the disk, as measured by the syncs made so far:
 
 - a fast disk (a sync of at most ``LOOP_SYNC_SECONDS``, as an SSD's): on the loop, at the end of
   its turn, so every answer made in that turn shares it. The loop waits that long; the hand-off
-  to a thread and back cost more (8 Chef clients: 0.98-1.05 ms of CPU per association against
-  0.81-0.82, and 1,313-1,468 associations/s against 1,619-1,652);
+  to a thread and back cost more (8 Chef clients: 0.93-0.97 ms of CPU per association against
+  0.82-0.84);
 - a slower disk (or before any sync was measured): in a thread of its own, while the loop goes on
   with other requests. Commits counted during that sync wait for the next one, which starts as
   soon as it ends: under load one sync serves every answer of its moment.
