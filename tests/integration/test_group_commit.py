@@ -16,7 +16,7 @@ import time
 import pytest
 
 from opscm.app.composition import Application, Settings
-from opscm.app.durable_answers import LOOP_SYNC_SECONDS
+from opscm.app.durable_answers import FEW, LOOP_SYNC_SECONDS
 from opscm.app.http_protocol import ALONE_LOOKS_AT
 from opscm.store.wal_sync import WalSync
 from tests.support.asgi_server import ThreadServer
@@ -201,6 +201,25 @@ def test_on_a_fast_disk_an_answer_waits_for_a_sync_made_on_the_loop(app, served)
         assert answers.next()[0] == 200
     assert len(app.disk.synced) == syncs + 1 and app.disk.threads[-1] == served.thread.name
     assert app.deps.uow.wal.synced == app.deps.uow.wal.counted
+
+
+def test_with_more_than_a_few_requests_in_progress_even_a_fast_disk_syncs_in_the_thread(app, served):
+    # On the loop, a sync slowed by a checkpoint would stall them all.
+    app.disk.fast = True
+    with connect(served) as sock, _busy(served):
+        answers = Answers(sock)
+        for node in ("warm", "measured", "fast"):
+            sock.sendall(_associate(node))
+            assert answers.next()[0] == 200
+        assert app.disk.threads[-1] == served.thread.name
+        crowd = [_busy(served) for _ in range(FEW)]  # with the first: more than a few in progress
+        try:
+            sock.sendall(_associate("crowded"))
+            assert answers.next()[0] == 200
+        finally:
+            for other in crowd:
+                other.close()
+    assert app.disk.threads[-1] == "opscm-wal-sync_0"
 
 
 def test_a_disk_that_slows_down_gets_its_syncs_made_in_the_thread(app, served):

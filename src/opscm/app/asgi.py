@@ -25,7 +25,7 @@ from opscm.service.ports import WouldWait
 from opscm.service.steps import Brief
 from opscm.service.puppet_ca import ca_document
 
-from .durable_answers import DurableAnswers
+from .durable_answers import MANY, DurableAnswers
 from .pipeline import Pipeline, Prepared, Underway
 from .request_body import BodyLimits, ClientGone
 
@@ -34,10 +34,11 @@ log = logging.getLogger("opscm.http")
 CA_PATH = "/servers/{server_id}/puppet-ca/v1/{document}/{name}"
 # The aws CLI's opsworks-cm model (AWS removed the command): user data scripts install it from here.
 CLI_MODEL_PATH = "/aws-cli/models/opsworks-cm/{version}/{file}"
-# Tells whether no other request of this process is in progress (see OpscmAsgi._finish).
-Alone = Callable[[], bool]
+# How many other requests of this process are in progress, counted up to a few (see
+# OpscmAsgi._step and durable_answers).
+Others = Callable[[], int]
 # What finishes an answer that could not be made at once (see OpscmAsgi.answer_now).
-Later = Callable[[Alone], Awaitable[HttpResponse]]
+Later = Callable[[Others], Awaitable[HttpResponse]]
 # Threads that run requests (signing and SQL block); SQLite serialises writers anyway.
 REQUEST_THREADS = 32
 # The answer held back when the disk would not keep what it reports (see durable_answers.py).
@@ -101,18 +102,18 @@ class OpscmAsgi:
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
         answer = self.answer_now(request)
-        return await self._on_disk(answer if isinstance(answer, HttpResponse) else await answer(_not_alone))
+        return await self._on_disk(answer if isinstance(answer, HttpResponse) else await answer(_many))
 
-    async def _on_disk(self, response: HttpResponse, alone: bool = False) -> HttpResponse:
-        return response if await self._durable.synced(alone) else self._not_on_disk()
+    async def _on_disk(self, response: HttpResponse, others: int = MANY) -> HttpResponse:
+        return response if await self._durable.synced(others) else self._not_on_disk()
 
-    def deliver_on_disk(self, response: HttpResponse, deliver: Callable[[HttpResponse], None], alone: bool = False) -> None:
+    def deliver_on_disk(self, response: HttpResponse, deliver: Callable[[HttpResponse], None], others: int = MANY) -> None:
         """``deliver(response)`` at once, or once the commits made before it are on disk (on
-        the event loop: the fast lane's answers); ``alone``: no other request is in progress."""
+        the event loop: the fast lane's answers); ``others``: how many other requests are in progress."""
         if not self._durable.pending():
             deliver(response)
         else:
-            self._durable.then(lambda ok: deliver(response if ok else self._not_on_disk()), alone)
+            self._durable.then(lambda ok: deliver(response if ok else self._not_on_disk()), others)
 
     def _not_on_disk(self) -> HttpResponse:
         return self._pipeline.protocol.error_response(NOT_ON_DISK, "-")
@@ -142,33 +143,33 @@ class OpscmAsgi:
                 return started if isinstance(started, HttpResponse) else functools.partial(self._finish, started)
         return functools.partial(self._later_in_thread, pipeline.run, prepared)
 
-    async def answer_later(self, later: Later, body_size: int, alone: Alone = lambda: False) -> HttpResponse:
+    async def answer_later(self, later: Later, body_size: int, others: Others = lambda: MANY) -> HttpResponse:
         """What *later* answers (see :meth:`answer_now`) once it is on disk, the body's bytes
-        held meanwhile; ``alone`` tells, once it is made, whether no other request is in progress."""
+        held meanwhile; ``others`` tells, once it is made, how many other requests are in progress."""
         try:
             held = self._limits.hold(body_size)
         except ApiError as error:
             return self._pipeline.protocol.error_response(error, "-")
         try:
-            return await self._on_disk(await later(alone), alone())
+            return await self._on_disk(await later(others), others())
         finally:
             self._limits.release(held)
 
-    async def _finish(self, underway: Underway, alone: Alone) -> HttpResponse:
+    async def _finish(self, underway: Underway, others: Others) -> HttpResponse:
         try:
-            return await self._pipeline.finish_light(underway, functools.partial(self._step, alone=alone))
+            return await self._pipeline.finish_light(underway, functools.partial(self._step, others=others))
         except WouldWait:  # nothing was written: the whole request again, where it may wait
             return await self._in_thread(self._pipeline.run, underway.prepared)
 
-    async def _step(self, step, alone: Alone):
+    async def _step(self, step, others: Others):
         """A light request's blocking step (a signature), in a thread while other requests are in
         progress. A brief one with none in progress is run on the loop: there is nobody to stall,
         and the hand-off to a thread and back cost a lone Puppet association ~0.2 ms of CPU."""
-        if isinstance(step, Brief) and alone():
+        if isinstance(step, Brief) and not others():
             return self._pipeline.step_here(step)
         return await self._in_thread(step)
 
-    async def _later_in_thread(self, function, argument, alone: Alone, threads: concurrent.futures.Executor | None = None):
+    async def _later_in_thread(self, function, argument, others: Others, threads: concurrent.futures.Executor | None = None):
         return await self._in_thread(function, argument, threads=threads)
 
     async def _in_thread(self, function, *args, threads: concurrent.futures.Executor | None = None):
@@ -180,8 +181,8 @@ class OpscmAsgi:
         self._durable.close()
 
 
-def _not_alone() -> bool:
-    return False
+def _many() -> int:
+    return MANY
 
 
 async def _send(send, response: HttpResponse, close: bool) -> None:

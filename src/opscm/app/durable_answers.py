@@ -4,16 +4,18 @@ The loop's writers commit without syncing; an answer made while any such commit 
 disk is held, and one sync makes all of them durable at once. Where that sync runs depends on
 the disk, as measured by the syncs made so far:
 
-- a fast disk (a sync of at most ``LOOP_SYNC_SECONDS``, as an SSD's): on the loop, at the end of
-  its turn, so every answer made in that turn shares it. The loop waits that long; the hand-off
-  to a thread and back cost more (8 Chef clients: 0.93-0.97 ms of CPU per association against
-  0.82-0.84);
-- a slower disk (or before any sync was measured): in a thread of its own, while the loop goes on
-  with other requests. Commits counted during that sync wait for the next one, which starts as
-  soon as it ends: under load one sync serves every answer of its moment.
+- with a few other requests in progress (at most ``FEW``) and a fast disk (a sync of at most
+  ``LOOP_SYNC_SECONDS``, as an SSD's): on the loop, at the end of its turn, so every answer made
+  in that turn shares it. The loop waits that long; the hand-off to a thread and back cost more
+  (8 Chef clients: 0.93-0.97 ms of CPU per association against 0.82-0.84);
+- with more in progress, on a slower disk, or before any sync was measured: in a thread of its
+  own, while the loop goes on with other requests. Commits counted during that sync wait for the
+  next one, which starts as soon as it ends: under load one sync serves every answer of its
+  moment. (On the loop, a sync slowed by a checkpoint stalled every request of the worker: 64
+  Chef clients' p99 went from 2.4-3.0x the median to 2.3-5.9x.)
 
-An answer made while no other request is in progress (``alone``: one client, as a node booting
-alone) is synced on the loop at once, whatever the disk: there is nobody to group with or to stall.
+An answer made while no other request is in progress (one client, as a node booting alone) is
+synced on the loop at once, whatever the disk: there is nobody to group with or to stall.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ log = logging.getLogger("opscm.store")
 Waiter = Callable[[bool], None]
 # A sync expected to take at most this long is made on the event loop (see the module's doc).
 LOOP_SYNC_SECONDS = 0.001
+# At most this many other requests in progress let the loop make a sync (see the module's doc).
+FEW = 4
+# What a caller that does not count the requests in progress passes: more than a few.
+MANY = FEW + 1
 # The weight of the newest sync in the expected time: a disk that slows down is seen within a few.
 _NEWEST = 0.25
 
@@ -50,29 +56,29 @@ class DurableAnswers:
         """Whether an answer made now must wait (a commit of this process is not on disk yet)."""
         return self._wal is not None and self._wal.pending()
 
-    def then(self, waiter: Waiter, alone: bool = False) -> None:
+    def then(self, waiter: Waiter, others: int = MANY) -> None:
         """On the event loop: ``waiter(True)`` once every commit counted so far is on disk;
-        ``alone``: no other request is in progress (see the module's doc)."""
-        if alone and not self._syncing and not self._waiting:
+        ``others``: how many other requests are in progress (see the module's doc)."""
+        if not others and not self._syncing and not self._waiting:
             waiter(self._sync_here())
             return
         self._waiting.append(waiter)
         if not self._syncing:
-            self._start()
+            self._start(others)
 
-    async def synced(self, alone: bool = False) -> bool:
+    async def synced(self, others: int = MANY) -> bool:
         """Whether every commit counted so far is on disk (waits for it; False: the disk failed)."""
         if not self.pending():
             return True
-        if alone and not self._syncing and not self._waiting:
+        if not others and not self._syncing and not self._waiting:
             return self._sync_here()
         future = asyncio.get_running_loop().create_future()
-        self.then(lambda ok: future.done() or future.set_result(ok))  # done: its awaiter was cancelled
+        self.then(lambda ok: future.done() or future.set_result(ok), others)  # done: its awaiter was cancelled
         return await future
 
-    def sync_on_loop(self) -> bool:
-        """Whether a sync that others may wait for is made on the loop (the disk is fast)."""
-        return self._expected is not None and self._expected <= LOOP_SYNC_SECONDS
+    def sync_on_loop(self, others: int) -> bool:
+        """Whether a sync that ``others`` requests in progress may wait for is made on the loop."""
+        return others <= FEW and self._expected is not None and self._expected <= LOOP_SYNC_SECONDS
 
     def _sync_here(self) -> bool:
         try:
@@ -92,11 +98,11 @@ class DurableAnswers:
             # A float assigned whole: the sync thread and the loop never see half of one.
             self._expected = took if self._expected is None else (1 - _NEWEST) * self._expected + _NEWEST * took
 
-    def _start(self) -> None:
+    def _start(self, others: int = MANY) -> None:
         assert self._thread is not None  # pending() was true
         self._syncing = True
         loop = asyncio.get_running_loop()
-        if self.sync_on_loop():
+        if self.sync_on_loop(others):
             # After the callbacks already due in this turn: the answers they make join the batch.
             loop.call_soon(self._sync_batch_here)
             return

@@ -27,11 +27,12 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 
 from .asgi import Later, OpscmAsgi
+from .durable_answers import MANY
 
 log = logging.getLogger("opscm.serving")
 
 DEFAULT_HEADER_TIMEOUT = 30.0
-# At most this many connections are looked at to tell whether a request is alone (see _alone).
+# At most this many connections are looked at to count the requests in progress (see _others).
 ALONE_LOOKS_AT = 64
 # asyncio waits up to 30 s for a TLS client's close_notify; an idle HTTP client never sends it.
 TLS_CLOSE_GRACE_SECONDS = 1.0
@@ -147,23 +148,30 @@ class OpscmHttpProtocol(HttpToolsProtocol):
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)  # uvicorn waits for them at shutdown
             return
-        api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle), self._alone())
+        api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle), self._others())
 
     async def _answer_later_in_lane(self, cycle: RequestResponseCycle, api: OpscmAsgi, later: Later, body_size: int) -> None:
         try:
-            answer = await api.answer_later(later, body_size, self._alone)
+            answer = await api.answer_later(later, body_size, self._others)
         except Exception as failure:  # noqa: BLE001 - a bug: uvicorn logs it and answers 500, as for any app
             self._run(cycle, functools.partial(_raise, failure))
             return
         self._send_answer(cycle, answer)
 
-    def _alone(self) -> bool:
-        """Whether no other connection of this process has a request in progress (not looked
-        for among many connections: many clients are no lone node, and the look would cost)."""
+    def _others(self) -> int:
+        """How many other connections of this process have a request in progress, counted up to
+        more than a few (``MANY``); not looked for among many connections: many clients are no
+        lone node, and the look would cost."""
         connections = self.connections
         if len(connections) > ALONE_LOOKS_AT:
-            return False
-        return all(other is self or other.cycle is None or other.cycle.response_complete for other in connections)
+            return MANY
+        others = 0
+        for other in connections:
+            if other is not self and other.cycle is not None and not other.cycle.response_complete:
+                others += 1
+                if others == MANY:
+                    break
+        return others
 
     def _send_answer(self, cycle: RequestResponseCycle, answer: HttpResponse) -> None:
         if cycle.disconnected:  # while its commit was being synced
