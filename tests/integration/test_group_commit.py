@@ -183,13 +183,24 @@ def test_a_request_alone_is_synced_on_the_event_loop(app, served):
     assert app.deps.uow.wal.synced == app.deps.uow.wal.counted
 
 
-def test_on_a_fast_disk_an_answer_waits_for_a_sync_made_on_the_loop(app, served):
+def _associated(sock, answers, *nodes: str) -> None:
+    for node in nodes:
+        sock.sendall(_associate(node))
+        assert answers.next()[0] == 200
+
+
+def _on_a_fast_disk(app, served, sock, answers) -> None:
+    """The server's row cached, a first sync measured fast, then a sync made on the loop while
+    another request is in progress (the caller's ``_busy``)."""
     app.disk.fast = True
+    _associated(sock, answers, "warm", "measured", "fast")
+    assert app.disk.threads[-1] == served.thread.name
+
+
+def test_on_a_fast_disk_an_answer_waits_for_a_sync_made_on_the_loop(app, served):
     with connect(served) as sock, _busy(served):
         answers = Answers(sock)
-        for node in ("warm", "measured"):  # the server's row cached, then a first sync measured: fast
-            sock.sendall(_associate(node))
-            assert answers.next()[0] == 200
+        _on_a_fast_disk(app, served, sock, answers)
         syncs = len(app.disk.synced)
 
         app.disk.hold.clear()
@@ -205,17 +216,12 @@ def test_on_a_fast_disk_an_answer_waits_for_a_sync_made_on_the_loop(app, served)
 
 def test_with_more_than_a_few_requests_in_progress_even_a_fast_disk_syncs_in_the_thread(app, served):
     # On the loop, a sync slowed by a checkpoint would stall them all.
-    app.disk.fast = True
     with connect(served) as sock, _busy(served):
         answers = Answers(sock)
-        for node in ("warm", "measured", "fast"):
-            sock.sendall(_associate(node))
-            assert answers.next()[0] == 200
-        assert app.disk.threads[-1] == served.thread.name
+        _on_a_fast_disk(app, served, sock, answers)
         crowd = [_busy(served) for _ in range(FEW)]  # with the first: more than a few in progress
         try:
-            sock.sendall(_associate("crowded"))
-            assert answers.next()[0] == 200
+            _associated(sock, answers, "crowded")
         finally:
             for other in crowd:
                 other.close()
@@ -223,17 +229,11 @@ def test_with_more_than_a_few_requests_in_progress_even_a_fast_disk_syncs_in_the
 
 
 def test_a_disk_that_slows_down_gets_its_syncs_made_in_the_thread(app, served):
-    app.disk.fast = True
     with connect(served) as sock, _busy(served):
         answers = Answers(sock)
-        for node in ("warm", "measured", "fast"):
-            sock.sendall(_associate(node))
-            assert answers.next()[0] == 200
-        assert app.disk.threads[-1] == served.thread.name
+        _on_a_fast_disk(app, served, sock, answers)
         app.disk.fast = False  # 5 ms a sync from now on
-        for node in ("slow", "slower"):
-            sock.sendall(_associate(node))
-            assert answers.next()[0] == 200
+        _associated(sock, answers, "slow", "slower")
     # The first slow sync was made on the loop, and seen: the next one went to the thread.
     assert app.disk.threads[-2:] == [served.thread.name, "opscm-wal-sync_0"]
 
