@@ -11,8 +11,8 @@ the disk, as measured by the syncs made so far:
 - with more in progress, on a slower disk, or before any sync was measured: in a thread of its
   own, while the loop goes on with other requests. Commits counted during that sync wait for the
   next one, which starts as soon as it ends: under load one sync serves every answer of its
-  moment. (On the loop, a sync slowed by a checkpoint stalled every request of the worker: 64
-  Chef clients' p99 went from 2.4-3.0x the median to 2.3-5.9x.)
+  moment. With many requests waiting, a sync on the loop gained nothing (64 Chef clients: even)
+  and would put every one of them behind that sync's worst case (one slowed by a checkpoint).
 
 An answer made while no other request is in progress (one client, as a node booting alone) is
 synced on the loop at once, whatever the disk: there is nobody to group with or to stall.
