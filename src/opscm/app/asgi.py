@@ -45,6 +45,11 @@ REQUEST_THREADS = 32
 NOT_ON_DISK = ApiError("ServiceUnavailable", "opscm could not sync its database to disk; try again later.", 503)
 
 
+def _many() -> int:
+    """``Others`` where they are not counted (uvicorn's own path): more than a few."""
+    return MANY
+
+
 def ca_api_prefix(base_url: str, server_id: str) -> str:
     return f"{base_url.rstrip('/')}/servers/{server_id}/puppet-ca/v1"
 
@@ -104,16 +109,20 @@ class OpscmAsgi:
         answer = self.answer_now(request)
         return await self._on_disk(answer if isinstance(answer, HttpResponse) else await answer(_many))
 
-    async def _on_disk(self, response: HttpResponse, others: int = MANY) -> HttpResponse:
-        return response if await self._durable.synced(others) else self._not_on_disk()
+    async def _on_disk(self, response: HttpResponse, others: Others = _many) -> HttpResponse:
+        # Counted only when there is a sync to wait for (a read commits nothing).
+        if not self._durable.pending() or await self._durable.synced(others()):
+            return response
+        return self._not_on_disk()
 
-    def deliver_on_disk(self, response: HttpResponse, deliver: Callable[[HttpResponse], None], others: int = MANY) -> None:
+    def deliver_on_disk(self, response: HttpResponse, deliver: Callable[[HttpResponse], None], others: Others = _many) -> None:
         """``deliver(response)`` at once, or once the commits made before it are on disk (on
-        the event loop: the fast lane's answers); ``others``: how many other requests are in progress."""
+        the event loop: the fast lane's answers); ``others`` tells how many other requests are
+        in progress (asked only when there is a sync to wait for)."""
         if not self._durable.pending():
             deliver(response)
         else:
-            self._durable.then(lambda ok: deliver(response if ok else self._not_on_disk()), others)
+            self._durable.then(lambda ok: deliver(response if ok else self._not_on_disk()), others())
 
     def _not_on_disk(self) -> HttpResponse:
         return self._pipeline.protocol.error_response(NOT_ON_DISK, "-")
@@ -143,7 +152,7 @@ class OpscmAsgi:
                 return started if isinstance(started, HttpResponse) else functools.partial(self._finish, started)
         return functools.partial(self._later_in_thread, pipeline.run, prepared)
 
-    async def answer_later(self, later: Later, body_size: int, others: Others = lambda: MANY) -> HttpResponse:
+    async def answer_later(self, later: Later, body_size: int, others: Others = _many) -> HttpResponse:
         """What *later* answers (see :meth:`answer_now`) once it is on disk, the body's bytes
         held meanwhile; ``others`` tells, once it is made, how many other requests are in progress."""
         try:
@@ -151,7 +160,7 @@ class OpscmAsgi:
         except ApiError as error:
             return self._pipeline.protocol.error_response(error, "-")
         try:
-            return await self._on_disk(await later(others), others())
+            return await self._on_disk(await later(others), others)
         finally:
             self._limits.release(held)
 
@@ -179,10 +188,6 @@ class OpscmAsgi:
         self._threads.shutdown(wait=False, cancel_futures=True)
         self._store_threads.shutdown(wait=False, cancel_futures=True)
         self._durable.close()
-
-
-def _many() -> int:
-    return MANY
 
 
 async def _send(send, response: HttpResponse, close: bool) -> None:

@@ -70,8 +70,6 @@ class DurableAnswers:
         """Whether every commit counted so far is on disk (waits for it; False: the disk failed)."""
         if not self.pending():
             return True
-        if not others and not self._syncing and not self._waiting:
-            return self._sync_here()
         future = asyncio.get_running_loop().create_future()
         self.then(lambda ok: future.done() or future.set_result(ok), others)  # done: its awaiter was cancelled
         return await future

@@ -148,7 +148,7 @@ class OpscmHttpProtocol(HttpToolsProtocol):
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)  # uvicorn waits for them at shutdown
             return
-        api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle), self._others())
+        api.deliver_on_disk(answer, functools.partial(self._send_answer, cycle), self._others)
 
     async def _answer_later_in_lane(self, cycle: RequestResponseCycle, api: OpscmAsgi, later: Later, body_size: int) -> None:
         try:

@@ -4,9 +4,9 @@ With ``synchronous=FULL`` every commit syncs the WAL before it returns: on the e
 loop stands still for the disk once per association, and a storm of them is as fast as the
 disk's syncs one after the other. The event loop's writers instead commit with
 ``synchronous=NORMAL`` (the commit is appended to the WAL: atomic and consistent, but not yet
-on disk) and count themselves here; one :meth:`WalSync.sync` in a thread of its own then
-fsyncs the WAL for all the commits counted before it, and no answer made meanwhile leaves
-before it is done (see app/durable_answers.py). Nothing a client was told is lost in a power
+on disk) and count themselves here; one :meth:`WalSync.sync` (in a thread of its own, or on
+the loop: see app/durable_answers.py) then fsyncs the WAL for all the commits counted before
+it, and no answer made meanwhile leaves before it is done. Nothing a client was told is lost in a power
 cut; what no client was told yet may be.
 """
 
