@@ -32,6 +32,7 @@ from .mock_routing import EVENT, activate, claim, deactivate, events_of, innermo
 from .protocol.json11 import HttpRequest
 from .service import schedule
 from .service.ports import Clock
+from .store.database import shared_memory_url
 
 
 class _RawResponse(io.BytesIO):
@@ -67,12 +68,14 @@ class OpsWorksCMMock:
         clock: Clock | None = None,
         regions: Sequence[str] = OPSWORKS_CM_REGIONS,
     ):
-        # A private SQLite file, not :memory:, so the job threads get connections of their own.
-        # A data_dir given by the caller is kept (to reopen it, as after a restart).
+        # A data_dir given by the caller is kept (to reopen it, as after a restart), its database
+        # in a file. Else the database is in memory, shared by the job threads' connections (a
+        # commit there costs half of one appended to a file's WAL), and the rest in a temporary dir.
         self._own_data_dir = data_dir is None
         self._data_dir = Path(tempfile.mkdtemp(prefix="opscm-mock-")) if data_dir is None else Path(data_dir)
         settings = Settings(
             data_dir=self._data_dir,
+            database_url=shared_memory_url(self._data_dir.name) if self._own_data_dir else None,
             verify_signatures=False,
             mock_account_id=account_id,
             # As the server: a client scoped to another region is refused; unsigned requests get the first.

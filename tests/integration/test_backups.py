@@ -27,7 +27,7 @@ from opscm.mock import OpsWorksCMMock
 from opscm.service import schedule
 from tests.support import openssl
 from tests.support.clock import FakeClock
-from tests.support.mock_client import mock_client
+from tests.support.mock_client import mock_client, set_server_status
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 from tests.support.server import start_server, wait_for_status, wait_until_gone
 
@@ -403,8 +403,7 @@ def test_restore_rules():
         assert _server(client, "pup")["Status"] == "HEALTHY"
 
         for state, allowed in (("TERMINATED", True), ("CONNECTION_LOST", True), ("UNDER_MAINTENANCE", False)):
-            with _db(mock.app.settings.data_dir) as db:
-                db.execute("update servers set status = ? where name = 'pup'", (state,))
+            set_server_status(mock, "pup", state)
             if allowed:
                 assert client.restore_server(ServerName="pup", BackupId=puppet_backup)["Server"]["Status"] == "RESTORING"
                 mock.app.jobs.run_pending()

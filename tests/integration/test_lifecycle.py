@@ -1,6 +1,5 @@
 """Server states and what each allows; work that outlives a request survives a restart; maintenance."""
 
-import sqlite3
 from datetime import timedelta
 
 import httpx
@@ -10,7 +9,7 @@ from cryptography import x509
 
 from opscm.mock import OpsWorksCMMock
 from tests.support.clock import FakeClock
-from tests.support.mock_client import mock_client
+from tests.support.mock_client import mock_client, set_server_status
 from tests.support.requests import create_server_params, make_csr
 
 
@@ -18,11 +17,6 @@ def _error(call):
     with pytest.raises(ClientError) as caught:
         call()
     return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
-
-
-def _set_status(mock, name, status):
-    with sqlite3.connect(mock.app.settings.data_dir / "opscm.db") as db:
-        db.execute("update servers set status = ? where name = ?", (status, name))
 
 
 def _associate(client, server, node):
@@ -54,7 +48,7 @@ def test_states_allow_what_the_documentation_says(state, operation, allowed):
     with OpsWorksCMMock(run_jobs=False) as mock:
         client = mock_client(mock)
         client.create_server(**create_server_params("s1", "Puppet"))
-        _set_status(mock, "s1", state)
+        set_server_status(mock, "s1", state)
         calls = {
             "associate": lambda: _associate(client, "s1", "n1"),
             "maintenance": lambda: client.start_maintenance(ServerName="s1"),
@@ -202,7 +196,7 @@ def test_update_interrupted_by_a_crash_does_not_stay_modifying(tmp_path):
     with OpsWorksCMMock(data_dir=tmp_path) as mock:
         mock_client(mock).create_server(**create_server_params("crashy", "ChefAutomate"))
         mock.wait_for_jobs()
-        _set_status(mock, "crashy", "MODIFYING")  # as a process killed between the two transactions leaves it
+        set_server_status(mock, "crashy", "MODIFYING")  # as a process killed between the two transactions leaves it
     with OpsWorksCMMock(data_dir=tmp_path) as mock:
         client = mock_client(mock)
         assert client.describe_servers(ServerName="crashy")["Servers"][0]["Status"] == "HEALTHY"

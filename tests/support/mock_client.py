@@ -11,3 +11,9 @@ def mock_client(mock, region: str = "us-east-1"):
     )
     mock.attach(client)
     return client
+
+
+def set_server_status(mock, name: str, status: str) -> None:
+    """Put a mock's server in a state no API call leaves it in (its database is in memory)."""
+    with mock.app.database.begin() as connection:
+        connection.exec_driver_sql("update servers set status = ? where name = ?", (status, name))

@@ -21,7 +21,7 @@ from opscm.service.retention import Retention
 from opscm.service.operations import LIGHT, OPERATIONS, STEPS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
-from opscm.store.database import CHECKPOINT_SECONDS, checkpoint_wal, migrate, open_database, sqlite_url
+from opscm.store.database import CHECKPOINT_SECONDS, checkpoint_wal, is_shared_memory, migrate, open_database, sqlite_url
 from opscm.store.schema_version import schema_problem
 from opscm.service.server_cache import ServerCache
 from opscm.store.sql import SqlChefClients, SqlPuppetCas
@@ -97,7 +97,8 @@ def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, byt
     database = open_database(url, durable=settings.durable)
     migrate(database)
     # SQLite in a data dir: the hot path's writers queue on a lock rather than in SQLite's sleeps.
-    gate = WriterGate(Path(settings.data_dir) / "opscm.db.writer") if database.dialect.name == "sqlite" and settings.data_dir else None
+    on_disk = database.dialect.name == "sqlite" and settings.data_dir and not is_shared_memory(database.url)
+    gate = WriterGate(Path(settings.data_dir) / "opscm.db.writer") if on_disk else None
     group_commit = settings.group_commit and settings.durable
     uow = SqlUnitOfWorkFactory(database, gate, checkpoint_apart=settings.checkpoint_apart, group_commit=group_commit)
     return database, uow, load_master_key(settings.data_dir)

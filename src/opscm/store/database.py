@@ -19,6 +19,17 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir).resolve() / 'opscm.db'}"
 
 
+def shared_memory_url(name: str) -> str:
+    """A SQLite database in this process's memory that its connections share (SQLite's memdb
+    VFS): the in-process mock's. It lasts as long as its engine. It has no WAL: a writer's
+    commit waits for the reads in progress, and new reads for that commit."""
+    return f"sqlite:///file:/{name}?vfs=memdb&uri=true"
+
+
+def is_shared_memory(url) -> bool:
+    return "vfs=memdb" in str(url)
+
+
 def open_database(url: str, *, durable: bool = True) -> Engine:
     """``durable=False`` (the in-process mock): SQLite does not wait for the disk at each commit."""
     if url.startswith("sqlite"):
@@ -28,7 +39,8 @@ def open_database(url: str, *, durable: bool = True) -> Engine:
 
 def _open_sqlite(url: str, durable: bool = True) -> Engine:
     in_memory = url in ("sqlite://", "sqlite:///:memory:")
-    if not in_memory:
+    shared_memory = is_shared_memory(url)
+    if not in_memory and not shared_memory:
         # Owner-only from the first byte: it holds sealed secrets. SQLite gives -wal/-shm the same mode.
         path = Path(url.removeprefix("sqlite:///"))
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -47,7 +59,7 @@ def _open_sqlite(url: str, durable: bool = True) -> Engine:
         # Let SQLAlchemy's "begin" event own transactions (pysqlite's implicit BEGIN is deferred).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if not in_memory:
+        if not in_memory and not shared_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -60,6 +72,15 @@ def _open_sqlite(url: str, durable: bool = True) -> Engine:
         # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+    if shared_memory:
+        # The database goes with its last connection: this one keeps it until the engine is disposed.
+        keeper = engine.raw_connection()
+        keeper.detach()
+
+        @event.listens_for(engine, "engine_disposed")
+        def _drop(_engine):
+            keeper.close()
 
     return engine
 

@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from opscm.service.ports import WouldWait
 
-from .database import BUSY_TIMEOUT_MS
+from .database import BUSY_TIMEOUT_MS, is_shared_memory
 from .wal_sync import WalSync
 from .sql import (
     SqlAccessKeys,
@@ -161,9 +161,13 @@ class LeanConnections:
         self._checkpoint_apart = checkpoint_apart
         self._keep = keep
         dialect = engine.dialect.name
-        self.fail_fast = dialect == "sqlite" and not isinstance(engine.pool, StaticPool)
-        self._own = self.fail_fast or dialect == "postgresql"
-        self._slots = threading.BoundedSemaphore(postgres_limit) if dialect == "postgresql" else None
+        # An in-memory SQLite has no WAL (a reader holds a writer's commit back), so its writers
+        # wait in SQLite's busy handler; one not shared between connections has only one.
+        shared_memory = is_shared_memory(engine.url)
+        self.fail_fast = dialect == "sqlite" and not isinstance(engine.pool, StaticPool) and not shared_memory
+        self._own = self.fail_fast or shared_memory or dialect == "postgresql"
+        self._postgres = dialect == "postgresql"
+        self._slots = threading.BoundedSemaphore(postgres_limit) if self._postgres else None
         self._idle: dict[str, list[tuple[object, float]]] = _no_idle()
         self._pid = os.getpid()
         self._static = None  # the in-memory database's one connection, checked out once
@@ -297,7 +301,8 @@ class LeanUnitOfWork(_Repositories):
         finds it taken by a writer outside the gate (a Core transaction, another program) lets the
         gate go while it waits, so whoever waits on the gate waits for lean transactions only."""
         if not self._connections.fail_fast:
-            # The in-memory database: one shared connection, so no other writer to wait for.
+            # In memory: one shared connection (no other writer to wait for), or the mock's
+            # shared database (its busy handler waits for the other writer).
             self._driver.execute("BEGIN IMMEDIATE")
             return
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
@@ -370,7 +375,7 @@ class SqlUnitOfWorkFactory:
         self._gate = gate
         self._lean_connections = LeanConnections(engine, checkpoint_apart=checkpoint_apart)
         self._thread = threading.local()
-        # fail_fast: SQLite in a file (an in-memory one has a single connection, and no WAL).
+        # fail_fast: SQLite in a file (one in memory has no WAL).
         self.wal = WalSync(Path(engine.url.database)) if group_commit and self._lean_connections.fail_fast else None
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> SqlUnitOfWork | LeanUnitOfWork:
