@@ -194,6 +194,11 @@ class LeanConnections:
             pooled = self._engine.raw_connection()
             driver = pooled.driver_connection
             pooled.detach()  # closed by us, never returned to the pool
+            if kind == READER and self._postgres:
+                # PostgreSQL's lean reads are single statements: in autocommit, each is one round
+                # trip (not three, with BEGIN and ROLLBACK), and a ROLLBACK no longer drops the
+                # connection's prepared statements.
+                driver.autocommit = True
             if kind != READER and self.fail_fast:
                 driver.execute("PRAGMA busy_timeout=0")
                 if self._checkpoint_apart:  # commits on the event loop append to the WAL only
