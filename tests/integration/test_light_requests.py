@@ -181,6 +181,36 @@ def test_on_postgresql_a_boot_storm_runs_in_the_stores_threads(tmp_path):
             application.close()
 
 
+def test_on_postgresql_a_poll_is_one_statement_with_no_transaction_around_it(tmp_path):
+    """BEGIN and ROLLBACK around a single SELECT would be two more round trips (and a ROLLBACK
+    drops the connection's prepared statements): what libpq sends says they are gone."""
+    with fresh_database() as url:
+        application = Application(
+            Settings(data_dir=tmp_path, database_url=url, verify_signatures=False, schedule_interval=0, health_interval=0)
+        )
+        try:
+            application.start()
+            _healthy_server(application, "chef", "ChefAutomate")
+            params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
+            token = _served(application, "AssociateNode", params)[1]["NodeAssociationStatusToken"]
+            poll = {"ServerName": "chef", "NodeAssociationStatusToken": token}
+            assert _served(application, "DescribeNodeAssociationStatus", poll)[0] == 200  # a reader is idle now
+            readers = [driver for driver, _ in application.deps.uow._lean_connections._idle["reader"]]
+            assert readers
+            with open(tmp_path / "libpq.trace", "w") as trace:
+                for driver in readers:
+                    driver.pgconn.trace(trace.fileno())
+                status, answer = _served(application, "DescribeNodeAssociationStatus", poll)
+                for driver in readers:
+                    driver.pgconn.untrace()
+            assert (status, answer["NodeAssociationStatus"]) == (200, "SUCCESS")
+            sent = (tmp_path / "libpq.trace").read_text()
+            assert "FROM associations" in sent
+            assert "BEGIN" not in sent and "ROLLBACK" not in sent
+        finally:
+            application.close()
+
+
 def test_a_light_change_never_waits_for_the_write_lock_on_the_event_loop(app, tmp_path):
     _healthy_server(app, "chef", "ChefAutomate")
     assert _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "warm", "EngineAttributes": _chef_attributes()})[0] == 200

@@ -7,13 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import botocore.session
 import pytest
+import sqlalchemy
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from opscm.mock import OpsWorksCMMock, active_mock, mock_opsworkscm
 from opscm.mock_routing import innermost
 from tests.support.http_files import DocumentServer
-from tests.support.requests import create_server_params, make_csr
+from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 
 CLIENT_OPTIONS = {"region_name": "eu-central-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -150,6 +151,39 @@ def test_after_the_block_nothing_is_hooked_and_its_data_is_gone():
     # A client made inside keeps an inert hook: its request now goes to its endpoint.
     with pytest.raises(EndpointConnectionError):
         made_inside.describe_servers()
+
+
+def test_its_database_is_in_memory_and_goes_with_it():
+    with mock_opsworkscm(run_jobs=False) as mock:
+        _client().create_server(**create_server_params("kept", "ChefAutomate"))
+        url = mock.app.database.url
+        assert not (mock.app.settings.data_dir / "opscm.db").exists()
+    # A new engine on the same name finds an empty database: the last connection took it.
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar() == 0
+    engine.dispose()
+
+
+def test_a_change_waits_for_a_read_in_progress_and_then_succeeds(mock):
+    # No WAL in memory: a commit cannot happen while another connection reads; it must wait.
+    client = _client()
+    mock.attach(client)
+    client.create_server(**create_server_params("busy", "ChefAutomate"))
+    mock.wait_for_jobs()
+    attributes = [{"Name": "CHEF_ORGANIZATION", "Value": "default"}, {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": public_pem(rsa_key())}]
+    reader = mock.app.database.raw_connection()
+    with ThreadPoolExecutor(1) as pool:
+        reader.driver_connection.execute("BEGIN DEFERRED")
+        assert reader.driver_connection.execute("SELECT count(*) FROM servers").fetchone() == (1,)  # the read lock
+        change = pool.submit(client.associate_node, ServerName="busy", NodeName="waits", EngineAttributes=attributes)
+        with pytest.raises(TimeoutError):
+            change.result(timeout=0.5)  # it cannot have committed: the read is still open
+        reader.driver_connection.execute("COMMIT")
+        token = change.result(timeout=30)["NodeAssociationStatusToken"]
+    reader.close()
+    status = client.describe_node_association_status(ServerName="busy", NodeAssociationStatusToken=token)
+    assert status["NodeAssociationStatus"] == "SUCCESS"
 
 
 def test_nested_blocks_are_isolated_and_the_innermost_answers():
