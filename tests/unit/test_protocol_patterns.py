@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from opscm.protocol.patterns import compile_pattern, translate_pattern
+from opscm.protocol.patterns import compile_pattern, is_linear, translate_pattern
 from opscm.protocol.validation import PATTERN_TIMEOUT
 from opscm.spec import service_model
 
@@ -163,6 +163,41 @@ def test_model_patterns_are_fast_on_adversarial_input(pattern):
         # What "fast" means to the validator: no match runs into its timeout, where a value would
         # count as not matching (TimeoutError here). Linear patterns take milliseconds.
         compiled.fullmatch(value, timeout=PATTERN_TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "linear"),
+    [
+        (r"[a-zA-Z][a-zA-Z0-9\-]*", True),  # ServerName
+        (r"^[\-\p{Alnum}_:.]+$", True),  # NodeName
+        (r"[A-Z][A-Z0-9_]*", True),
+        (r"\Q(a+)+\E.*", True),  # quoted: literal parentheses and plus
+        (r"[(|)*+]x{2}", True),  # inside a class, no group, alternation or quantifier
+        (r"[a-z]*[a-z]*b", False),  # two quantifiers can give back characters in n**2 ways
+        (r"(a+)+b", False),
+        (r"(?:ab)*", False),
+        (r"a|b", False),
+        (r"(?s).*", False),  # a group, if only of flags: not judged here (matched as anything)
+        (r"a*+", False),  # a possessive quantifier counts twice: not judged either
+    ],
+)
+def test_linear_patterns_are_those_that_cannot_backtrack(pattern, linear):
+    assert is_linear(pattern) is linear
+
+
+def test_a_pattern_that_can_backtrack_is_still_matched_under_the_timeout(monkeypatch):
+    from opscm.protocol import validation
+
+    validation._CONSTRAINTS.clear()
+    timeouts = []
+    real = validation._pattern_matches
+    monkeypatch.setattr(validation, "_pattern_matches", lambda c, v, timeout: timeouts.append(timeout) or real(c, v, timeout))
+    model = service_model()
+    for shape_name, value in (("ServerName", "bench"), ("CustomDomain", "a.example.com")):
+        for _, ok in validation._constraints(model.shape_for(shape_name)):
+            assert ok(value)
+    validation._CONSTRAINTS.clear()
+    assert timeouts == [None, PATTERN_TIMEOUT]
 
 
 def test_compile_is_cached():

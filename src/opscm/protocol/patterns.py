@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import regex
 
-__all__ = ["compile_pattern", "translate_pattern"]
+__all__ = ["compile_pattern", "is_linear", "translate_pattern"]
 
 _MAX_CODE_POINT = 0x10FFFF
 
@@ -146,6 +146,8 @@ class _Translator:
         self.out: list[str] = []
         self.groups: list[_Group] = [_Group(_Flags())]
         self.captures = 0
+        # What could make a match backtrack more than linearly (see is_linear).
+        self.groups_opened = self.alternations = self.quantifiers = 0
 
     # -- helpers -------------------------------------------------------------------
     def error(self, what: str) -> ValueError:
@@ -178,10 +180,12 @@ class _Translator:
             elif c == "[":
                 self.out.append(self.char_class())
             elif c == "(":
+                self.groups_opened += 1
                 self.open_group()
             elif c == ")":
                 self.close_group()
             elif c == "|":
+                self.alternations += 1
                 group = self.groups[-1]
                 reopen = "(?i:" if group.flags.ignore_case else "(?-i:"
                 self.out.append(")" * group.extra_closers + "|" + reopen * group.extra_closers)
@@ -193,6 +197,7 @@ class _Translator:
                 self.out.append(self.dollar(self.flags.multiline))
             else:
                 # Quantifiers, braces and literals mean the same in both dialects.
+                self.quantifiers += c in "*+?{"
                 self.out.append(c)
         if len(self.groups) != 1:
             raise self.error("unclosed group")
@@ -403,6 +408,17 @@ class _Translator:
 def translate_pattern(java_pattern: str) -> str:
     """The ``regex`` source equivalent to *java_pattern* under ``Matcher.matches()``."""
     return r"\A(?:" + _Translator(java_pattern).translate() + r")\Z"
+
+
+@functools.cache
+def is_linear(java_pattern: str) -> bool:
+    """Whether any match of the pattern takes time linear in the value's length: no group, no
+    alternation, at most one quantifier (so on one atom). Anchored at the start, such a match
+    can only give characters back one at a time; it needs no timeout (most of the model's
+    names are such patterns: ``[a-zA-Z][a-zA-Z0-9\\-]*``)."""
+    translator = _Translator(java_pattern)
+    translator.translate()
+    return translator.groups_opened == 0 and translator.alternations == 0 and translator.quantifiers <= 1
 
 
 @functools.cache

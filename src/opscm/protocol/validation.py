@@ -43,7 +43,7 @@ from typing import Any
 from botocore.model import OperationModel, Shape
 
 from .errors import ApiError
-from .patterns import compile_pattern
+from .patterns import compile_pattern, is_linear
 
 __all__ = [
     "MAX_VALUE_CHARS",
@@ -185,7 +185,9 @@ def _make_constraints(shape: Shape) -> list[tuple[str, Callable[[Any], bool]]]:
         if meta["pattern"] in _MATCH_ANYTHING:  # most string shapes: listed, nothing to match
             checks.append((text, lambda v: True))
         else:
-            checks.append((text, lambda v: _pattern_matches(compiled, v)))
+            # A linear match needs no timeout, whose own clock costs more than the match.
+            timeout = None if is_linear(meta["pattern"]) else PATTERN_TIMEOUT
+            checks.append((text, lambda v: _pattern_matches(compiled, v, timeout)))
     if kind == "string" and "enum" in meta:
         allowed = frozenset(meta["enum"])
         checks.append((f"Member must satisfy enum value set: [{', '.join(meta['enum'])}]", lambda v: v in allowed))
@@ -212,12 +214,14 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _pattern_matches(compiled: Any, value: str) -> bool:
+def _pattern_matches(compiled: Any, value: str, timeout: float | None) -> bool:
     try:
         # concurrent=False: the regex module would release the GIL around each match (a few µs)
         # and then wait to take it back, up to the 5 ms switch interval while a thread runs Python:
         # on the event loop, that wait is every request's.
-        return compiled.fullmatch(value, timeout=PATTERN_TIMEOUT, concurrent=False) is not None
+        if timeout is None:
+            return compiled.fullmatch(value, concurrent=False) is not None
+        return compiled.fullmatch(value, timeout=timeout, concurrent=False) is not None
     except TimeoutError:
         return False
 
