@@ -190,11 +190,18 @@ def _associated(sock, answers, *nodes: str) -> None:
 
 
 def _on_a_fast_disk(app, served, sock, answers) -> None:
-    """The server's row cached, a first sync measured fast, then a sync made on the loop while
-    another request is in progress (the caller's ``_busy``)."""
+    """The server's row cached, syncs measured fast, then a sync made on the loop while another
+    request is in progress (the caller's ``_busy``). A busy machine can stretch a measured sync
+    past LOOP_SYNC_SECONDS (its thread waiting for the GIL or a core): the expected time then
+    takes a few fast syncs to come back down, so the changes go on until one is synced on the
+    loop, a bounded number of times."""
     app.disk.fast = True
-    _associated(sock, answers, "warm", "measured", "fast")
-    assert app.disk.threads[-1] == served.thread.name
+    _associated(sock, answers, "warm", "measured")
+    for attempt in range(40):
+        _associated(sock, answers, f"fast-{attempt}")
+        if app.disk.threads[-1] == served.thread.name:
+            return
+    raise AssertionError(f"no sync was made on the loop in 40 changes on a fast disk: {app.disk.threads[-5:]}")
 
 
 def test_on_a_fast_disk_an_answer_waits_for_a_sync_made_on_the_loop(app, served):
