@@ -74,7 +74,7 @@ class DurableAnswers:
         self.then(lambda ok: future.done() or future.set_result(ok), others)  # done: its awaiter was cancelled
         return await future
 
-    def sync_on_loop(self, others: int) -> bool:
+    def _sync_on_loop(self, others: int) -> bool:
         """Whether a sync that ``others`` requests in progress may wait for is made on the loop."""
         return others <= FEW and self._expected is not None and self._expected <= LOOP_SYNC_SECONDS
 
@@ -100,7 +100,7 @@ class DurableAnswers:
         assert self._thread is not None  # pending() was true
         self._syncing = True
         loop = asyncio.get_running_loop()
-        if self.sync_on_loop(others):
+        if self._sync_on_loop(others):
             # After the callbacks already due in this turn: the answers they make join the batch.
             loop.call_soon(self._sync_batch_here)
             return

@@ -40,7 +40,8 @@ def open_database(url: str, *, durable: bool = True) -> Engine:
 def _open_sqlite(url: str, durable: bool = True) -> Engine:
     in_memory = url in ("sqlite://", "sqlite:///:memory:")
     shared_memory = is_shared_memory(url)
-    if not in_memory and not shared_memory:
+    in_file = not in_memory and not shared_memory
+    if in_file:
         # Owner-only from the first byte: it holds sealed secrets. SQLite gives -wal/-shm the same mode.
         path = Path(url.removeprefix("sqlite:///"))
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -59,7 +60,7 @@ def _open_sqlite(url: str, durable: bool = True) -> Engine:
         # Let SQLAlchemy's "begin" event own transactions (pysqlite's implicit BEGIN is deferred).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        if not in_memory and not shared_memory:
+        if in_file:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
