@@ -19,7 +19,7 @@ import pytest
 from opscm.app.composition import Application, Settings
 from opscm.service.ports import WouldWait
 from opscm.store.database import checkpoint_wal
-from opscm.store.unit_of_work import POSTGRES_CONNECTIONS
+from opscm.store.lean_connections import POSTGRES_CONNECTIONS
 from tests.support.in_process import TARGET_PREFIX, call, wait_until_healthy
 from tests.support.postgres import fresh_database
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key

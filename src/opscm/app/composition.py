@@ -25,7 +25,8 @@ from opscm.store.database import CHECKPOINT_SECONDS, checkpoint_wal, is_shared_m
 from opscm.store.schema_version import schema_problem
 from opscm.service.server_cache import ServerCache
 from opscm.store.sql import SqlChefClients, SqlPuppetCas
-from opscm.store.unit_of_work import POSTGRES_CONNECTIONS, SqlUnitOfWorkFactory, WriterGate
+from opscm.store.lean_connections import POSTGRES_CONNECTIONS
+from opscm.store.unit_of_work import SqlUnitOfWorkFactory, WriterGate
 
 from .asgi import ca_api_prefix, create_asgi_app
 from .backends import remote_engines

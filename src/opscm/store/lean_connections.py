@@ -1,0 +1,131 @@
+"""The hot path's own database connections (see LeanConnections)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from sqlalchemy import Engine
+from sqlalchemy.pool import StaticPool
+
+from .database import is_shared_memory
+
+# The lean connections a process keeps to PostgreSQL at most.
+POSTGRES_CONNECTIONS = 8
+# Kinds of lean connections. SQLite writers have their own (see LeanConnections); the event
+# loop's, with group commit, commit without waiting for the disk (see store.wal_sync).
+READER, WRITER, LOOP_WRITER = "reader", "writer", "loop writer"
+
+
+class LeanConnections:
+    """The hot path's connections, kept apart from SQLAlchemy's pool: its checkout and checkin
+    (events, reset on return, PostgreSQL's pre-ping round trip) cost as much as a lean
+    transaction itself. Each is made by the engine (its connect event sets SQLite's pragmas),
+    then detached from the pool.
+
+    SQLite writers have connections of their own that never sleep in the busy handler
+    (``fail_fast``): the lean writer waits on its gate, and retries itself when a writer outside
+    the gate holds the lock. PostgreSQL's are at most ``postgres_limit`` per process, and one
+    idle for a while is checked before use (the database may have restarted meanwhile)."""
+
+    IDLE_CHECK_SECONDS = 5.0
+
+    def __init__(
+        self, engine: Engine, keep: int = 64, postgres_limit: int = POSTGRES_CONNECTIONS, checkpoint_apart: bool = False
+    ):
+        self._engine = engine
+        self._checkpoint_apart = checkpoint_apart
+        self._keep = keep
+        dialect = engine.dialect.name
+        # An in-memory SQLite has no WAL (a reader holds a writer's commit back), so its writers
+        # wait in SQLite's busy handler; one not shared between connections has only one.
+        shared_memory = is_shared_memory(engine.url)
+        self.fail_fast = dialect == "sqlite" and not isinstance(engine.pool, StaticPool) and not shared_memory
+        self._own = self.fail_fast or shared_memory or dialect == "postgresql"
+        self._postgres = dialect == "postgresql"
+        self._slots = threading.BoundedSemaphore(postgres_limit) if self._postgres else None
+        self._idle: dict[str, list[tuple[object, float]]] = _no_idle()
+        self._pid = os.getpid()
+        self._static = None  # the in-memory database's one connection, checked out once
+
+    def acquire(self, kind: str = READER):
+        """``(handle, driver connection)``; give the handle back to :meth:`release`."""
+        if not self._own:  # the in-memory database: one connection (the mock's), never closed
+            if self._static is None:
+                self._static = self._engine.raw_connection()
+            return None, self._static.driver_connection
+        if self._pid != os.getpid():  # never use a connection across fork
+            self._idle, self._pid = _no_idle(), os.getpid()
+        if self._slots is not None:
+            self._slots.acquire()
+        try:
+            while True:
+                try:
+                    driver, since = self._idle[kind].pop()  # atomic under the GIL
+                except IndexError:
+                    break
+                if self._slots is None or time.monotonic() - since < self.IDLE_CHECK_SECONDS or _answers(driver):
+                    return (driver, kind), driver
+                _close_quietly(driver)
+            pooled = self._engine.raw_connection()
+            driver = pooled.driver_connection
+            pooled.detach()  # closed by us, never returned to the pool
+            if kind == READER and self._postgres:
+                # PostgreSQL's lean reads are single statements: in autocommit, each is one round
+                # trip (not three, with BEGIN and ROLLBACK), and a ROLLBACK no longer drops the
+                # connection's prepared statements.
+                driver.autocommit = True
+            if kind != READER and self.fail_fast:
+                driver.execute("PRAGMA busy_timeout=0")
+                if self._checkpoint_apart:  # commits on the event loop append to the WAL only
+                    driver.execute("PRAGMA wal_autocheckpoint=0")
+                if kind == LOOP_WRITER:
+                    driver.execute("PRAGMA synchronous=NORMAL")
+            return (driver, kind), driver
+        except BaseException:
+            if self._slots is not None:
+                self._slots.release()
+            raise
+
+    def release(self, handle, reusable: bool) -> None:
+        if not self._own:
+            return
+        driver, kind = handle
+        try:
+            idle = self._idle[kind]
+            if reusable and len(idle) < self._keep and self._pid == os.getpid():
+                idle.append((driver, time.monotonic()))
+            else:
+                _close_quietly(driver)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    def close(self) -> None:
+        if self._static is not None:
+            self._static.close()
+            self._static = None
+        idle, self._idle = self._idle, _no_idle()
+        for driver, _ in (pair for pairs in idle.values() for pair in pairs):
+            _close_quietly(driver)
+
+
+def _no_idle() -> dict[str, list[tuple[object, float]]]:
+    return {READER: [], WRITER: [], LOOP_WRITER: []}
+
+
+def _answers(driver) -> bool:
+    try:
+        driver.execute("SELECT 1")
+        driver.rollback()
+        return True
+    except Exception:  # noqa: BLE001 - any failure: a new connection is made instead
+        return False
+
+
+def _close_quietly(driver) -> None:
+    try:
+        driver.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
+        pass
