@@ -14,12 +14,21 @@ import json
 import sqlite3
 import threading
 
+import psycopg
 import pytest
 
 from opscm.app.composition import Application, Settings
 from opscm.service.ports import WouldWait
 from opscm.store.database import checkpoint_wal
-from opscm.store.lean_connections import POSTGRES_CONNECTIONS
+from opscm.store import lean_connections
+from opscm.store.lean_connections import (
+    LOOP_LOCK_TIMEOUT_MS,
+    LOOP_WRITER,
+    POSTGRES_CONNECTIONS,
+    READER,
+    WRITER,
+    LeanConnections,
+)
 from tests.support.in_process import TARGET_PREFIX, call, wait_until_healthy
 from tests.support.postgres import fresh_database
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
@@ -154,9 +163,9 @@ def test_puppet_changes_sign_in_a_thread_while_the_loop_goes_on(app):
     assert _final_status(app, "puppet", token) == "SUCCESS"
 
 
-def test_on_postgresql_a_boot_storm_runs_in_the_stores_threads(tmp_path):
-    """A PostgreSQL round trip would hold the loop: the boot storm's requests run in threads of
-    their own, as many as the store's connections; anything else in the request threads."""
+@pytest.fixture
+def postgres_app(tmp_path):
+    """opscm on PostgreSQL, its request threads and the store's counting what they are handed."""
     with fresh_database() as url:
         application = Application(
             Settings(data_dir=tmp_path, database_url=url, verify_signatures=False, schedule_interval=0, health_interval=0)
@@ -164,21 +173,123 @@ def test_on_postgresql_a_boot_storm_runs_in_the_stores_threads(tmp_path):
         try:
             application.start()
             assert application.asgi._store_threads._max_workers == POSTGRES_CONNECTIONS
-            threads, store = CountingThreads(), CountingThreads()
-            application.asgi._threads, application.asgi._store_threads = threads, store
-            _healthy_server(application, "chef", "ChefAutomate")
-            params = {"ServerName": "chef", "NodeName": "warm", "EngineAttributes": _chef_attributes()}
-            assert _served(application, "AssociateNode", params)[0] == 200  # reads the server row: caches it
-            handed, stored = threads.handed, store.handed
-            params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
-            status, answer = _served(application, "AssociateNode", params)
-            assert status == 200, answer
-            assert _final_status(application, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
-            assert (threads.handed, store.handed) == (handed, stored + 2)
-            assert _served(application, "DescribeServers", {"ServerName": "chef"})[0] == 200
-            assert (threads.handed, store.handed) == (handed + 1, stored + 2)
+            application.asgi._threads, application.asgi._store_threads = CountingThreads(), CountingThreads()
+            yield application
         finally:
             application.close()
+
+
+def _warm_chef(app) -> None:
+    """A Chef server, and an association and a poll: the hot path's connections are made (in a
+    thread: a connect would hold the loop) and the server row is cached."""
+    _healthy_server(app, "chef", "ChefAutomate")
+    status, answer = _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "warm", "EngineAttributes": _chef_attributes()})
+    assert status == 200, answer
+    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+
+
+def test_on_a_near_postgresql_a_boot_storm_is_answered_on_the_event_loop(postgres_app, monkeypatch):
+    """PostgreSQL on the same host (or near it): a lean transaction's few round trips cost the
+    loop less than the hand-off to a thread and back costs the CPU."""
+    app = postgres_app
+    threads, store = app.asgi._threads, app.asgi._store_threads
+    _warm_chef(app)
+    measured = app.deps.uow._lean_connections.round_trip
+    assert 0 < measured < 0.1, "making a connection measured how far the database is"
+    # Near whatever this machine measured (a busy one may take longer than a quiet one).
+    monkeypatch.setattr(lean_connections, "NEAR_ROUND_TRIP_SECONDS", max(1.0, measured))
+    handed, stored = threads.handed, store.handed
+    params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
+    status, answer = _served(app, "AssociateNode", params)
+    assert status == 200, answer
+    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+    status, answer = _served(app, "DisassociateNode", {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()[:1]})
+    assert status == 200, answer
+    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+    assert (threads.handed, store.handed) == (handed, stored), "nothing was handed to a thread"
+    assert _served(app, "DescribeServers", {"ServerName": "chef"})[0] == 200
+    assert (threads.handed, store.handed) == (handed + 1, stored)
+
+
+def test_on_a_far_postgresql_a_boot_storm_runs_in_the_stores_threads(postgres_app, monkeypatch):
+    """Each round trip would hold the loop: the boot storm's requests run in threads of their
+    own, as many as the store's connections; anything else in the request threads."""
+    app = postgres_app
+    threads, store = app.asgi._threads, app.asgi._store_threads
+    monkeypatch.setattr(lean_connections, "NEAR_ROUND_TRIP_SECONDS", 0.0)
+    _warm_chef(app)
+    handed, stored = threads.handed, store.handed
+    params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
+    status, answer = _served(app, "AssociateNode", params)
+    assert status == 200, answer
+    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+    assert (threads.handed, store.handed) == (handed, stored + 2)
+    assert _served(app, "DescribeServers", {"ServerName": "chef"})[0] == 200
+    assert (threads.handed, store.handed) == (handed + 1, stored + 2)
+
+
+def test_on_postgresql_the_event_loop_never_waits_for_a_row_lock(postgres_app, monkeypatch):
+    """A row held by another transaction (here the server's, as a status change holds it): the
+    loop's statement gives up at once, rolled back, and the change runs again in a thread, which
+    waits for the lock; it is recorded once."""
+    app = postgres_app
+    monkeypatch.setattr(lean_connections, "NEAR_ROUND_TRIP_SECONDS", 1.0)
+    _warm_chef(app)
+    holder = psycopg.connect(str(app.deps.uow.engine.url.set(drivername="postgresql")))
+    holder.execute("SELECT 1 FROM servers WHERE name = 'chef' FOR UPDATE")
+    released = threading.Event()
+    release = threading.Timer(10, holder.commit)  # at the latest: a loop that waited would hang here
+    release.start()
+    try:
+        server_id = holder.execute("SELECT id FROM servers WHERE name = 'chef'").fetchone()[0]
+        with pytest.raises(WouldWait), app.deps.uow.without_waiting(), app.deps.uow(lean=True) as uow:
+            uow.servers.current(server_id)
+        assert not released.is_set() and release.is_alive(), "it gave up while the lock was held"
+        handed = app.asgi._threads.handed
+        threading.Timer(0.3, lambda: (holder.commit(), released.set())).start()
+        status, answer = _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "late", "EngineAttributes": _chef_attributes()})
+    finally:
+        release.cancel()
+    assert status == 200, answer
+    assert released.is_set(), "the change in a thread waited for the lock"
+    assert app.asgi._threads.handed == handed + 1, "the change ran again in a thread"
+    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+    assert holder.execute("SELECT count(*) FROM associations WHERE node_name = 'late'").fetchone()[0] == 1
+    assert holder.execute("SELECT count(*) FROM chef_clients WHERE name = 'late'").fetchone()[0] == 1
+    holder.close()
+
+
+def test_the_event_loop_takes_an_idle_postgresql_connection_or_none(postgres_app):
+    """Making a connection, or waiting for a free slot, would hold the loop: without waiting a
+    connection is an idle one with a free slot, else WouldWait. The loop's writers give up on a
+    row lock held for long."""
+    connections = LeanConnections(postgres_app.deps.uow.engine, postgres_limit=1)
+    try:
+        with pytest.raises(WouldWait):
+            connections.acquire(READER, wait=False)  # none idle
+        handle, reader = connections.acquire(READER)  # made, as a thread makes it
+        assert 0 < connections.round_trip < 0.1
+        with pytest.raises(WouldWait):
+            connections.acquire(READER, wait=False)  # its only slot is taken
+        connections.release(handle, reusable=True)
+        handle, again = connections.acquire(READER, wait=False)
+        assert again is reader
+        connections.release(handle, reusable=True)
+
+        with pytest.raises(WouldWait):
+            connections.acquire(LOOP_WRITER, wait=False)  # no writer idle either
+        handle, writer = connections.acquire(WRITER)
+        assert writer.execute("SHOW lock_timeout").fetchone()[0] == "0"
+        writer.rollback()
+        connections.release(handle, reusable=True)
+        handle, loop_writer = connections.acquire(LOOP_WRITER, wait=False)
+        assert loop_writer is writer
+        writer.rollback()  # the setting outlives the transactions of the connection
+        assert writer.execute("SHOW lock_timeout").fetchone()[0] == f"{LOOP_LOCK_TIMEOUT_MS}ms"
+        writer.rollback()
+        connections.release(handle, reusable=True)
+    finally:
+        connections.close()
 
 
 def test_on_postgresql_a_poll_is_one_statement_with_no_transaction_around_it(tmp_path):

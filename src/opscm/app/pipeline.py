@@ -168,15 +168,15 @@ class Pipeline:
         return target in self._light_targets and body_size <= LIGHT_BODY_BYTES
 
     def is_light(self, prepared: Prepared) -> bool:
-        """Whether it needs nothing but the store (see service.operations.LIGHT): on an embedded
-        store :meth:`start_light` may answer it on the event loop."""
+        """Whether it needs nothing but the store (see service.operations.LIGHT): on a store near
+        enough (:attr:`light_on_loop`) :meth:`start_light` may answer it on the event loop."""
         test = self._light.get(prepared.operation.name)
         return test is not None and test(self._deps, prepared.caller, prepared.params)
 
     @property
     def light_on_loop(self) -> bool:
-        """Whether light requests run on the event loop (an embedded store), not in threads."""
-        return self._deps.uow.embedded
+        """Whether light requests run on the event loop (a store near enough), not in threads."""
+        return self._deps.uow.near
 
     def start_light(self, prepared: Prepared) -> HttpResponse | Underway:
         """:meth:`run` on the event loop, as far as it goes without blocking: the answer, or the

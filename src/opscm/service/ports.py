@@ -182,8 +182,9 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    # An embedded database (SQLite): a lean transaction is no network round trip.
-    embedded: bool
+    # Whether a lean transaction is no network round trip, or short ones (SQLite; PostgreSQL on
+    # the same host or near it): the event loop may run the hot path's.
+    near: bool
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> UnitOfWork:
         """``lean``: the association hot path's transactions, on the few repository methods it

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 
 from sqlalchemy import Engine
 from sqlalchemy.pool import StaticPool
+
+from opscm.service.ports import WouldWait
 
 from .database import is_shared_memory
 
@@ -16,6 +19,13 @@ POSTGRES_CONNECTIONS = 8
 # Kinds of lean connections. SQLite writers have their own (see LeanConnections); the event
 # loop's, with group commit, commit without waiting for the disk (see store.wal_sync).
 READER, WRITER, LOOP_WRITER = "reader", "writer", "loop writer"
+# PostgreSQL this near serves the event loop's light requests: on the same host a round trip
+# takes ~0.04 ms here. A lean association makes ~6, and a farther database would hold the loop
+# that long each time while other requests wait; those go to the store's threads.
+NEAR_ROUND_TRIP_SECONDS = 0.0002
+# How long an event loop's PostgreSQL statement waits for a row lock (held by a Core
+# transaction: a backup, a status change) before its request runs again in a thread.
+LOOP_LOCK_TIMEOUT_MS = 5
 
 
 class LeanConnections:
@@ -27,7 +37,12 @@ class LeanConnections:
     SQLite writers have connections of their own that never sleep in the busy handler
     (``fail_fast``): the lean writer waits on its gate, and retries itself when a writer outside
     the gate holds the lock. PostgreSQL's are at most ``postgres_limit`` per process, and one
-    idle for a while is checked before use (the database may have restarted meanwhile)."""
+    idle for a while is checked before use (the database may have restarted meanwhile).
+
+    PostgreSQL near enough (:attr:`near`) serves the event loop too: there a connection is taken
+    only if one is idle and a slot is free (making one, or waiting for a slot, would hold the
+    loop), and its writers give up on a row lock after ``LOOP_LOCK_TIMEOUT_MS``; otherwise
+    WouldWait, and the request runs in a thread."""
 
     IDLE_CHECK_SECONDS = 5.0
 
@@ -48,45 +63,76 @@ class LeanConnections:
         self._idle: dict[str, list[tuple[object, float]]] = _no_idle()
         self._pid = os.getpid()
         self._static = None  # the in-memory database's one connection, checked out once
+        # PostgreSQL's fastest round trip seen on a new connection, in seconds.
+        self.round_trip = math.inf
 
-    def acquire(self, kind: str = READER):
-        """``(handle, driver connection)``; give the handle back to :meth:`release`."""
+    @property
+    def near(self) -> bool:
+        """PostgreSQL whose round trip is short enough to be made on the event loop."""
+        return self.round_trip <= NEAR_ROUND_TRIP_SECONDS
+
+    def acquire(self, kind: str = READER, *, wait: bool = True):
+        """``(handle, driver connection)``; give the handle back to :meth:`release`. Without
+        ``wait`` (the event loop), PostgreSQL's is an idle one and a free slot, or WouldWait."""
         if not self._own:  # the in-memory database: one connection (the mock's), never closed
             if self._static is None:
                 self._static = self._engine.raw_connection()
             return None, self._static.driver_connection
         if self._pid != os.getpid():  # never use a connection across fork
             self._idle, self._pid = _no_idle(), os.getpid()
-        if self._slots is not None:
-            self._slots.acquire()
+        if self._slots is not None and not self._slots.acquire(blocking=wait):
+            raise WouldWait()
         try:
-            while True:
-                try:
-                    driver, since = self._idle[kind].pop()  # atomic under the GIL
-                except IndexError:
-                    break
-                if self._slots is None or time.monotonic() - since < self.IDLE_CHECK_SECONDS or _answers(driver):
-                    return (driver, kind), driver
-                _close_quietly(driver)
-            pooled = self._engine.raw_connection()
-            driver = pooled.driver_connection
-            pooled.detach()  # closed by us, never returned to the pool
-            if kind == READER and self._postgres:
-                # PostgreSQL's lean reads are single statements: in autocommit, each is one round
-                # trip (not three, with BEGIN and ROLLBACK), and a ROLLBACK no longer drops the
-                # connection's prepared statements.
-                driver.autocommit = True
-            if kind != READER and self.fail_fast:
-                driver.execute("PRAGMA busy_timeout=0")
-                if self._checkpoint_apart:  # commits on the event loop append to the WAL only
-                    driver.execute("PRAGMA wal_autocheckpoint=0")
-                if kind == LOOP_WRITER:
-                    driver.execute("PRAGMA synchronous=NORMAL")
+            driver = self._idle_one(kind)
+            if driver is None and self._postgres and not wait:
+                driver = self._loop_writer() if kind == LOOP_WRITER else None
+                if driver is None:
+                    raise WouldWait()
+            if driver is None:
+                driver = self._new(kind)
             return (driver, kind), driver
         except BaseException:
             if self._slots is not None:
                 self._slots.release()
             raise
+
+    def _idle_one(self, kind: str):
+        while True:
+            try:
+                driver, since = self._idle[kind].pop()  # atomic under the GIL
+            except IndexError:
+                return None
+            if self._slots is None or time.monotonic() - since < self.IDLE_CHECK_SECONDS or _answers(driver):
+                return driver
+            _close_quietly(driver)
+
+    def _loop_writer(self):
+        """An idle writer made the event loop's: a row lock held longer than
+        ``LOOP_LOCK_TIMEOUT_MS`` then fails its statement (lock_not_available), not the loop."""
+        driver = self._idle_one(WRITER)
+        if driver is not None:
+            driver.execute(f"SET lock_timeout = {LOOP_LOCK_TIMEOUT_MS}")
+            driver.commit()  # the session's from now on, whatever its transactions do
+        return driver
+
+    def _new(self, kind: str):
+        pooled = self._engine.raw_connection()
+        driver = pooled.driver_connection
+        pooled.detach()  # closed by us, never returned to the pool
+        if self._postgres:
+            if kind == READER:
+                # PostgreSQL's lean reads are single statements: in autocommit, each is one round
+                # trip (not three, with BEGIN and ROLLBACK), and a ROLLBACK no longer drops the
+                # connection's prepared statements.
+                driver.autocommit = True
+            self.round_trip = min(self.round_trip, _fastest_round_trip(driver))
+        if kind != READER and self.fail_fast:
+            driver.execute("PRAGMA busy_timeout=0")
+            if self._checkpoint_apart:  # commits on the event loop append to the WAL only
+                driver.execute("PRAGMA wal_autocheckpoint=0")
+            if kind == LOOP_WRITER:
+                driver.execute("PRAGMA synchronous=NORMAL")
+        return driver
 
     def release(self, handle, reusable: bool) -> None:
         if not self._own:
@@ -113,6 +159,18 @@ class LeanConnections:
 
 def _no_idle() -> dict[str, list[tuple[object, float]]]:
     return {READER: [], WRITER: [], LOOP_WRITER: []}
+
+
+def _fastest_round_trip(driver, tries: int = 3) -> float:
+    """The fastest of a few ``SELECT 1`` on a new connection."""
+    driver.execute("SELECT 1")  # a connection's first statement is slower
+    fastest = math.inf
+    for _ in range(tries):
+        started = time.perf_counter()
+        driver.execute("SELECT 1")
+        fastest = min(fastest, time.perf_counter() - started)
+    driver.rollback()
+    return fastest
 
 
 def _answers(driver) -> bool:

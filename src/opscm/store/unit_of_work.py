@@ -74,8 +74,10 @@ class SqlUnitOfWork(_Repositories):
         self._core = None
 
     def __enter__(self) -> SqlUnitOfWork:
-        if not self._wait and not self._read_only:
-            raise WouldWait()  # a Core write waits in SQLite's busy handler: never without waiting
+        if not self._wait and (not self._read_only or self._engine.dialect.name != "sqlite"):
+            # A Core write waits in SQLite's busy handler, and a networked database's pool may
+            # have to connect: never without waiting.
+            raise WouldWait()
         connection = self._engine.connect()
         if self._read_only:
             # Readers need no write lock (SQLite); other databases ignore this option.
@@ -160,17 +162,16 @@ class LeanUnitOfWork(_Repositories):
         self._pooled = self._driver = None
 
     def __enter__(self) -> LeanUnitOfWork:
-        kind = READER if self._read_only else LOOP_WRITER if self._wal is not None else WRITER
-        self._pooled, self._driver = self._connections.acquire(kind)
         dialect = self._engine.dialect.name
+        # The event loop's writers: SQLite's with group commit; PostgreSQL's, which give up on a
+        # row lock held for long (see LeanConnections).
+        on_loop = self._wal is not None or (dialect != "sqlite" and not self._wait)
+        kind = READER if self._read_only else LOOP_WRITER if on_loop else WRITER
+        self._pooled, self._driver = self._connections.acquire(kind, wait=self._wait)
         self._sql = Sql(self._driver, dialect)
-        if self._read_only:
-            # A read needs no transaction: the lean reads are single statements, each its own snapshot.
-            return self
-        if dialect != "sqlite":
-            if not self._wait:
-                self._connections.release(self._pooled, reusable=True)
-                raise WouldWait()  # row locks of a server may be held for long
+        if self._read_only or dialect != "sqlite":
+            # A read needs no transaction: the lean reads are single statements, each its own
+            # snapshot. PostgreSQL's writes begin with their first statement.
             return self
         try:
             # The connection is in autocommit mode (see store.database): the transaction is ours.
@@ -231,7 +232,7 @@ class LeanUnitOfWork(_Repositories):
         else:
             self._driver.commit()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, error, traceback) -> None:
         reusable = False
         try:
             connection = self._driver
@@ -246,6 +247,12 @@ class LeanUnitOfWork(_Repositories):
             self._pooled = self._driver = None
             if self._gate is not None and self._engine.dialect.name == "sqlite":
                 self._gate.__exit__()
+        if not self._wait and getattr(error, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise WouldWait() from error  # rolled back: the request runs again in a thread
+
+
+# PostgreSQL's lock_not_available: a statement of the event loop's gave up on a row lock.
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 class SqlUnitOfWorkFactory:
@@ -262,6 +269,10 @@ class SqlUnitOfWorkFactory:
         self._thread = threading.local()
         # fail_fast: SQLite in a file (one in memory has no WAL).
         self.wal = WalSync(Path(engine.url.database)) if group_commit and self._lean_connections.fail_fast else None
+
+    @property
+    def near(self) -> bool:
+        return self.embedded or self._lean_connections.near
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> SqlUnitOfWork | LeanUnitOfWork:
         wait = not getattr(self._thread, "not_waiting", False)
