@@ -248,7 +248,7 @@ def test_bad_input_in_the_lane_is_the_apis_error(served):
 
 
 def test_a_failure_in_the_lane_is_answered_500_and_logged(mock, served, monkeypatch, caplog):
-    def broken(request):
+    def broken(request, others):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(mock.app.asgi, "answer_now", broken)

@@ -18,6 +18,8 @@ import psycopg
 import pytest
 
 from opscm.app.composition import Application, Settings
+from opscm.app.durable_answers import FEW
+from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 from opscm.service.ports import WouldWait
 from opscm.store.database import checkpoint_wal
 from opscm.store import lean_connections
@@ -82,6 +84,25 @@ async def _served_async(app, operation: str, params: dict) -> tuple[int, dict]:
 
     await app.asgi(scope, receive, send)
     return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def _in_lane(app, operation: str, params: dict, others: int = 0) -> tuple[int, dict]:
+    """One request as the fast lane hands it over, with ``others`` other requests of the process
+    in progress."""
+    body = json.dumps(params).encode()
+    headers = joined_headers(
+        [("x-amz-target", f"{TARGET_PREFIX}.{operation}"), ("content-type", "application/x-amz-json-1.1")]
+    )
+    request = HttpRequest(method="POST", path="/", query="", headers=headers, body=body)
+
+    async def answer():
+        answer = app.asgi.answer_now(request, lambda: others)
+        if isinstance(answer, HttpResponse):
+            return answer
+        return await app.asgi.answer_later(answer, len(body), lambda: others)
+
+    response = asyncio.run(answer())
+    return response.status, json.loads(response.body)
 
 
 def _healthy_server(app, name: str, engine: str) -> None:
@@ -188,9 +209,10 @@ def _warm_chef(app) -> None:
     assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
 
 
-def test_on_a_near_postgresql_a_boot_storm_is_answered_on_the_event_loop(postgres_app, monkeypatch):
+def test_on_a_near_postgresql_a_boot_storm_among_few_requests_is_answered_on_the_event_loop(postgres_app, monkeypatch):
     """PostgreSQL on the same host (or near it): a lean transaction's few round trips cost the
-    loop less than the hand-off to a thread and back costs the CPU."""
+    loop less than the hand-off to a thread and back costs the CPU, while few other requests
+    are in progress. Among many they run in the store's threads, side by side."""
     app = postgres_app
     threads, store = app.asgi._threads, app.asgi._store_threads
     _warm_chef(app)
@@ -199,30 +221,37 @@ def test_on_a_near_postgresql_a_boot_storm_is_answered_on_the_event_loop(postgre
     # Near whatever this machine measured (a busy one may take longer than a quiet one).
     monkeypatch.setattr(lean_connections, "NEAR_ROUND_TRIP_SECONDS", max(1.0, measured))
     handed, stored = threads.handed, store.handed
-    params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
-    status, answer = _served(app, "AssociateNode", params)
+    chef = {"ServerName": "chef", "EngineAttributes": _chef_attributes()}
+    status, answer = _in_lane(app, "AssociateNode", {**chef, "NodeName": "n1"}, others=FEW)
     assert status == 200, answer
-    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
-    status, answer = _served(app, "DisassociateNode", {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()[:1]})
+    poll = {"ServerName": "chef", "NodeAssociationStatusToken": answer["NodeAssociationStatusToken"]}
+    assert _in_lane(app, "DescribeNodeAssociationStatus", poll, others=FEW)[1]["NodeAssociationStatus"] == "SUCCESS"
+    status, answer = _in_lane(app, "DisassociateNode", {**chef, "NodeName": "n1", "EngineAttributes": _chef_attributes()[:1]})
     assert status == 200, answer
-    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
     assert (threads.handed, store.handed) == (handed, stored), "nothing was handed to a thread"
+
+    status, answer = _in_lane(app, "AssociateNode", {**chef, "NodeName": "n2"}, others=FEW + 1)
+    assert status == 200, answer
+    poll = {"ServerName": "chef", "NodeAssociationStatusToken": answer["NodeAssociationStatusToken"]}
+    assert _in_lane(app, "DescribeNodeAssociationStatus", poll, others=FEW + 1)[1]["NodeAssociationStatus"] == "SUCCESS"
+    assert (threads.handed, store.handed) == (handed, stored + 2), "among many, in the store's threads"
     assert _served(app, "DescribeServers", {"ServerName": "chef"})[0] == 200
-    assert (threads.handed, store.handed) == (handed + 1, stored)
+    assert (threads.handed, store.handed) == (handed + 1, stored + 2)
 
 
 def test_on_a_far_postgresql_a_boot_storm_runs_in_the_stores_threads(postgres_app, monkeypatch):
     """Each round trip would hold the loop: the boot storm's requests run in threads of their
-    own, as many as the store's connections; anything else in the request threads."""
+    own, as many as the store's connections, even alone; anything else in the request threads."""
     app = postgres_app
     threads, store = app.asgi._threads, app.asgi._store_threads
     monkeypatch.setattr(lean_connections, "NEAR_ROUND_TRIP_SECONDS", 0.0)
     _warm_chef(app)
     handed, stored = threads.handed, store.handed
     params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
-    status, answer = _served(app, "AssociateNode", params)
+    status, answer = _in_lane(app, "AssociateNode", params)
     assert status == 200, answer
-    assert _final_status(app, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+    poll = {"ServerName": "chef", "NodeAssociationStatusToken": answer["NodeAssociationStatusToken"]}
+    assert _in_lane(app, "DescribeNodeAssociationStatus", poll)[1]["NodeAssociationStatus"] == "SUCCESS"
     assert (threads.handed, store.handed) == (handed, stored + 2)
     assert _served(app, "DescribeServers", {"ServerName": "chef"})[0] == 200
     assert (threads.handed, store.handed) == (handed + 1, stored + 2)
@@ -247,7 +276,7 @@ def test_on_postgresql_the_event_loop_never_waits_for_a_row_lock(postgres_app, m
         assert not released.is_set() and release.is_alive(), "it gave up while the lock was held"
         handed = app.asgi._threads.handed
         threading.Timer(0.3, lambda: (holder.commit(), released.set())).start()
-        status, answer = _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "late", "EngineAttributes": _chef_attributes()})
+        status, answer = _in_lane(app, "AssociateNode", {"ServerName": "chef", "NodeName": "late", "EngineAttributes": _chef_attributes()})
     finally:
         release.cancel()
     assert status == 200, answer

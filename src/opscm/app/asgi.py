@@ -131,10 +131,11 @@ class OpscmAsgi:
         """Whether :meth:`answer_now` may answer a request of this target and body size at once."""
         return self._pipeline.may_be_light(target, body_size)
 
-    def answer_now(self, request: HttpRequest) -> HttpResponse | Later:
+    def answer_now(self, request: HttpRequest, others: Others = _many) -> HttpResponse | Later:
         """The answer to a ``POST /`` request if it can be made now, on the event loop (a boot
         storm's light requests: see ``Pipeline.is_light``), else a coroutine function that makes
-        it: the rest of a light request (its signature) or the whole of any other in a thread."""
+        it: the rest of a light request (its signature) or the whole of any other in a thread.
+        ``others`` tells how many other requests are in progress (asked on PostgreSQL only)."""
         pipeline = self._pipeline
         if not pipeline.may_be_light(request.headers.get("x-amz-target", ""), len(request.body)):
             return functools.partial(self._later_in_thread, pipeline.handle, request)
@@ -142,7 +143,7 @@ class OpscmAsgi:
         if not isinstance(prepared, Prepared):
             return prepared
         if pipeline.is_light(prepared):
-            if not pipeline.light_on_loop:
+            if not pipeline.light_on_loop(others):
                 return functools.partial(self._later_in_thread, pipeline.run, prepared, threads=self._store_threads)
             try:
                 started = pipeline.start_light(prepared)

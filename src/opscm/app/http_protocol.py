@@ -139,7 +139,7 @@ class OpscmHttpProtocol(HttpToolsProtocol):
             return
         api = self._lane.api  # type: ignore[union-attr]  # a request is in the lane only when there is one
         try:
-            answer = api.answer_now(request)
+            answer = api.answer_now(request, self._others)
         except Exception as failure:  # noqa: BLE001 - a bug: uvicorn logs it and answers 500, as for any app
             self._run(cycle, functools.partial(_raise, failure))
             return

@@ -182,8 +182,10 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    # Whether a lean transaction is no network round trip, or short ones (SQLite; PostgreSQL on
-    # the same host or near it): the event loop may run the hot path's.
+    # An embedded database (SQLite): a lean transaction is no network round trip.
+    embedded: bool
+    # Its round trips are short (SQLite; PostgreSQL on the same host or near it): the event loop
+    # may make a few.
     near: bool
 
     def __call__(self, *, read_only: bool = False, lean: bool = False) -> UnitOfWork:
