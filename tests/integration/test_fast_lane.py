@@ -4,6 +4,7 @@ answered by the protocol itself; everything else goes uvicorn's way, and the ans
 The served app is wrapped to count the requests it is given: a request the lane answers never
 reaches it."""
 
+import contextlib
 import json
 import threading
 import time
@@ -11,6 +12,7 @@ import time
 import boto3
 import pytest
 
+from opscm.app.durable_answers import FEW
 from opscm.domain.errors import InvalidState
 from opscm.engines.builtin_puppet import BuiltinPuppet
 from opscm.mock import OpsWorksCMMock
@@ -192,20 +194,40 @@ def test_a_removal_makes_its_crl_in_a_thread_even_alone(mock, served, monkeypatc
     assert len(threads) == 1 and threads[0].name.startswith("opscm-request")
 
 
-def test_a_signature_goes_to_a_thread_while_another_request_is_in_progress(mock, served, monkeypatch):
-    threads = _signed_in(monkeypatch)
-    with connect(served) as other, connect(served) as sock:
+def _signed_among(mock, served, count: int, node: str) -> tuple[int, bytes]:
+    """The answer to a Puppet association sent while ``count`` other requests are in progress."""
+    with contextlib.ExitStack() as stack:
+        others = [stack.enter_context(connect(served)) for _ in range(count)]
+        sock = stack.enter_context(connect(served))
         head = f"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {TARGET}DescribeServers\r\nContent-Length: 2\r\n\r\n{{"
-        other.sendall(head.encode())  # its body's last byte still on its way: in progress
+        for other in others:
+            other.sendall(head.encode())  # its body's last byte still on its way: in progress
         deadline = time.monotonic() + 10
-        while not any(c.cycle is not None and not c.cycle.response_complete for c in served.server.server_state.connections):
-            assert time.monotonic() < deadline, "the other request never arrived"
+        in_progress = lambda: sum(c.cycle is not None and not c.cycle.response_complete for c in served.server.server_state.connections)  # noqa: E731
+        while in_progress() < count:
+            assert time.monotonic() < deadline, "the other requests never arrived"
             time.sleep(0.01)
         _cached_puppet_server(mock)
-        sock.sendall(_puppet_association("busy-node"))
+        sock.sendall(_puppet_association(node))
         status, _, body = Answers(sock).next()
-        other.sendall(b"}")
-        assert Answers(other).next()[0] == 200
+        for other in others:
+            other.sendall(b"}")
+            assert Answers(other).next()[0] == 200
+    return status, body
+
+
+def test_a_signature_among_a_few_other_requests_is_made_on_the_loop(mock, served, monkeypatch):
+    # They wait for it (a few ms): less than the hand-off to a thread and back costs.
+    threads = _signed_in(monkeypatch)
+    status, body = _signed_among(mock, served, FEW, "among-few-node")
+    assert status == 200, body
+    _assert_signed(mock, body)
+    assert threads == [served.thread]
+
+
+def test_a_signature_goes_to_a_thread_while_many_other_requests_are_in_progress(mock, served, monkeypatch):
+    threads = _signed_in(monkeypatch)
+    status, body = _signed_among(mock, served, FEW + 1, "busy-node")
     assert status == 200, body
     _assert_signed(mock, body)
     assert len(threads) == 1 and threads[0] is not served.thread and threads[0].name.startswith("opscm-request")
