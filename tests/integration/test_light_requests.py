@@ -319,6 +319,10 @@ def test_the_event_loop_takes_an_idle_postgresql_connection_or_none(postgres_app
         connections.release(handle, reusable=True)
     finally:
         connections.close()
+    # Nor a connection of SQLAlchemy's pool (it may have to make one), to read or to write.
+    for read_only in (True, False):
+        with pytest.raises(WouldWait), postgres_app.deps.uow.without_waiting(), postgres_app.deps.uow(read_only=read_only):
+            pass
 
 
 def test_on_postgresql_a_poll_is_one_statement_with_no_transaction_around_it(tmp_path):
