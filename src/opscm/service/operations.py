@@ -26,9 +26,10 @@ OPERATIONS = {
 
 # The operations of a boot storm, each with its test (no I/O): whether a request needs nothing
 # but the store (no network call but the database's, no wait but for its locks). On SQLite, or a
-# PostgreSQL near enough (store.lean_connections), such a request is answered on the event loop;
-# on a farther PostgreSQL, whose round trips would hold the loop, in threads of its own, as many
-# as the store's connections. Any other request runs in the request threads (it may call a network).
+# PostgreSQL near enough (store.lean_connections) while few other requests are in progress, such
+# a request is answered on the event loop (app.pipeline.Pipeline.light_on_loop); otherwise,
+# since its round trips would hold the loop, in threads of its own, as many as the store's
+# connections. Any other request runs in the request threads (it may call a network).
 LIGHT = {
     # One read of a token.
     "DescribeNodeAssociationStatus": lambda deps, caller, params: True,
