@@ -85,6 +85,7 @@ class LeanConnections:
         try:
             driver = self._idle_one(kind)
             if driver is None and self._postgres and not wait:
+                # Making one would hold the loop: an idle writer becomes the loop's, or none.
                 driver = self._loop_writer() if kind == LOOP_WRITER else None
                 if driver is None:
                     raise WouldWait()

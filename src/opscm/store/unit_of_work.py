@@ -35,6 +35,9 @@ from .sql import (
 )
 from .sql.base import Sql, sql_of
 
+# PostgreSQL's lock_not_available: a statement of the event loop's gave up on a row lock.
+LOCK_NOT_AVAILABLE = "55P03"
+
 _REPOSITORIES = {
     "servers": SqlServers,
     "associations": SqlAssociations,
@@ -232,7 +235,7 @@ class LeanUnitOfWork(_Repositories):
         else:
             self._driver.commit()
 
-    def __exit__(self, kind, error, traceback) -> None:
+    def __exit__(self, error_type, error, traceback) -> None:
         reusable = False
         try:
             connection = self._driver
@@ -249,10 +252,6 @@ class LeanUnitOfWork(_Repositories):
                 self._gate.__exit__()
         if not self._wait and getattr(error, "sqlstate", None) == LOCK_NOT_AVAILABLE:
             raise WouldWait() from error  # rolled back: the request runs again in a thread
-
-
-# PostgreSQL's lock_not_available: a statement of the event loop's gave up on a row lock.
-LOCK_NOT_AVAILABLE = "55P03"
 
 
 class SqlUnitOfWorkFactory:
