@@ -123,12 +123,18 @@ class Connection:
             self.reader, self.writer = await asyncio.open_connection(*self.address)
         self.writer.write(head.encode() + body)
         status_line, *lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        length = 0
+        length, close = 0, False
         for line in lines:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 length = int(value)
+            elif name == "connection":
+                close = value.strip().lower() == "close"
         data = await self.reader.readexactly(length)
+        if close:  # as HTTP clients do: the next request on a new connection
+            self.writer.close()
+            self.reader = self.writer = None
         return int(status_line.split()[1]), json.loads(data) if data else {}
 
 

@@ -182,6 +182,7 @@ def _start_serving(args: argparse.Namespace, config, api, metrics_listeners, url
     from .app import metrics
     from .app.composition import Application, Settings
     from .app.logs import console
+    from .app.connection_shares import ConnectionShares
     from .app.serving import HttpOptions, Supervisor, own_socket, run_worker
     from .app.throttle import DEFAULT_BURST, DEFAULT_RATE
     from .service.retention import Retention
@@ -241,9 +242,16 @@ def _start_serving(args: argparse.Namespace, config, api, metrics_listeners, url
             say.info(f"metrics on {urls[1]}/metrics")
         say.info(f"serving on {url} (credentials: {credentials})")
 
+    # Before the fork too: the workers' counts of their connections, to even them out.
+    shares = ConnectionShares(args.workers) if args.workers > 1 else None
+
+    def work(index: int, on_ready) -> int:
+        share = shares.of_worker(index) if shares else None
+        return run_worker(settings, options, [own_socket(api, index), *metrics_listeners], on_ready, share)
+
     supervisor = Supervisor(
         args.workers,
-        lambda index, on_ready: run_worker(settings, options, [own_socket(api, index), *metrics_listeners], on_ready),
+        work,
         on_worker_exit=shared.worker_ended if shared else None,
     )
     try:

@@ -12,6 +12,7 @@ import time
 import boto3
 import pytest
 
+from opscm.app.connection_shares import ConnectionShares
 from opscm.app.durable_answers import FEW
 from opscm.domain.errors import InvalidState
 from opscm.engines.builtin_puppet import BuiltinPuppet
@@ -54,6 +55,24 @@ def served(mock):
     with ThreadServer(app, lane=mock.app.asgi) as server:
         server.app = app
         yield server
+
+
+@pytest.fixture
+def first_of_two(mock):
+    """Served as the first of two workers, the other holding no connection: from two connections
+    on, this one holds more than its share."""
+    shares = ConnectionShares(2)
+    app = Counting(mock.app.asgi)
+    with ThreadServer(app, lane=mock.app.asgi, share=shares.of_worker(0)) as server:
+        server.app, server.shares = app, shares
+        yield server
+
+
+def _counted(server, counts: list[int]) -> None:
+    deadline = time.monotonic() + 5
+    while server.shares.counts() != counts:
+        assert time.monotonic() < deadline, f"counts {server.shares.counts()}, not {counts}"
+        time.sleep(0.01)
 
 
 def _token(mock, node: str) -> str:
@@ -318,3 +337,34 @@ def test_a_handler_that_refuses_before_its_steps_is_the_apis_error(mock, served,
         status, _, body = Answers(sock).next()
     assert status == 400
     assert json.loads(body) == {"__type": "InvalidStateException", "message": "refused before any step"}
+
+
+def test_a_worker_over_its_share_asks_a_client_to_reconnect(mock, first_of_two):
+    token = _token(mock, "rebalanced")
+    with connect(first_of_two) as first, connect(first_of_two) as second:
+        _counted(first_of_two, [2, 0])
+        answers = Answers(first)
+        first.sendall(_status_request(token))
+        status, headers, body = answers.next()
+        assert status == 200 and json.loads(body)["NodeAssociationStatus"] == "SUCCESS"  # a whole answer
+        assert headers["connection"] == "close"
+        assert answers.closed()
+        _counted(first_of_two, [1, 0])
+        kept = Answers(second)
+        for _ in range(3):  # its share now: kept alive
+            second.sendall(_status_request(token))
+            status, headers, _ = kept.next()
+            assert status == 200 and "connection" not in headers
+        assert not first_of_two.app.calls  # all in the lane
+
+
+def test_a_connection_with_a_request_behind_its_answer_is_not_closed(mock, first_of_two):
+    token = _token(mock, "pipelined-at-the-share")
+    with connect(first_of_two) as first, connect(first_of_two):
+        _counted(first_of_two, [2, 0])
+        answers = Answers(first)
+        first.sendall(_status_request(token) + _status_request(token))  # pipelined: closing would drop the second
+        for _ in range(2):
+            status, headers, body = answers.next()
+            assert status == 200 and json.loads(body)["NodeAssociationStatus"] == "SUCCESS"
+            assert "connection" not in headers

@@ -15,15 +15,22 @@ from opscm.app.serving import HttpOptions, ServingServer, make_listener, uvicorn
 
 class ThreadServer:
     """*asgi* served as ``opscm serve`` serves it; with *lane* (an OpscmAsgi), its fast lane on
-    the listener's port (or on *lane_port*, to serve a port the lane must leave alone)."""
+    the listener's port (or on *lane_port*, to serve a port the lane must leave alone), counting
+    its connections in *share* if given (a worker's WorkerShare)."""
 
     def __init__(
-        self, asgi, listener: socket.socket | None = None, options: HttpOptions = HttpOptions(), lane=None, lane_port=None
+        self,
+        asgi,
+        listener: socket.socket | None = None,
+        options: HttpOptions = HttpOptions(),
+        lane=None,
+        lane_port=None,
+        share=None,
     ):
         listener = listener or make_listener("127.0.0.1", 0)
         ready = threading.Event()
         self.port = listener.getsockname()[1]
-        fast_lane = FastLane(lane, lane_port or self.port) if lane is not None else None
+        fast_lane = FastLane(lane, lane_port or self.port, share) if lane is not None else None
         self.server = ServingServer(uvicorn_config(asgi, options, fast_lane), on_ready=ready.set)
         self.url = f"http://127.0.0.1:{self.port}"
         # The thread of its event loop.

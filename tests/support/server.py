@@ -36,6 +36,10 @@ class RunningServer:
     output: list[str]
 
     @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
     def ca_bundle(self) -> str | None:
         """The certificate clients trust (``--tls-self-signed``); None over plain HTTP."""
         return str(self.data_dir / "tls-cert.pem") if self.url.startswith("https://") else None

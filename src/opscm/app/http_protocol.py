@@ -27,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 
 from .asgi import Later, OpscmAsgi
+from .connection_shares import WorkerShare
 from .durable_answers import MANY
 
 log = logging.getLogger("opscm.serving")
@@ -41,10 +42,13 @@ TLS_CLOSE_GRACE_SECONDS = 1.0
 @dataclasses.dataclass(frozen=True)
 class FastLane:
     """The API a worker answers in the fast lane, and the local port it serves it on: any other
-    port of the same uvicorn (the metrics port) never takes the lane."""
+    port of the same uvicorn (the metrics port) never takes the lane. With ``share``, the
+    worker counts its connections on that port and asks a client to reconnect while it holds
+    more than its share (see ``connection_shares.py``)."""
 
     api: OpscmAsgi
     port: int
+    share: WorkerShare | None = None
 
 
 @dataclasses.dataclass
@@ -81,6 +85,9 @@ class OpscmHttpProtocol(HttpToolsProtocol):
         super().connection_made(_CoalescingTransport(transport, self.loop))
         lane = self.lane
         self._lane = lane if lane is not None and self.server is not None and self.server[1] == lane.port else None
+        self._share = self._lane.share if self._lane is not None else None
+        if self._share is not None:
+            self._share.opened()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -177,12 +184,28 @@ class OpscmHttpProtocol(HttpToolsProtocol):
         if cycle.disconnected:  # while its commit was being synced
             return
         cycle.response_started = cycle.response_complete = True
+        if cycle.keep_alive and self._leaves_for_balance():
+            cycle.keep_alive = False
         # Written with the loop's other answers at the end of its turn (as uvicorn's are here):
         # a send per answer the moment it is made gave a 64-client storm a longer tail.
         self.transport.write(_response_bytes(answer, self.server_state.default_headers, cycle.keep_alive))
-        if not cycle.keep_alive:  # the server is stopping
+        if not cycle.keep_alive:  # the server is stopping, or this worker holds more than its share
             self.transport.close()
         cycle.on_response()
+
+    def _leaves_for_balance(self) -> bool:
+        """True if this connection is to close after its answer, as its worker holds more than
+        its share of connections (``connection: close``: the client reconnects, and the kernel
+        places the new connection afresh). Never with a request behind this one, begun or
+        queued: closing would drop it."""
+        share = self._share
+        if share is None or not share.over():
+            return False
+        if self.pipeline or self._head_deadline is not None or self._in_lane is not None:
+            return False
+        share.closed()  # gone from now on: the worker's next answers see the share it will have
+        self._share = None
+        return True
 
     def _run(self, cycle: RequestResponseCycle, app) -> None:
         """Finish the request in its cycle, as uvicorn runs an app (its failures logged, 500)."""
@@ -192,6 +215,9 @@ class OpscmHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
+        if self._share is not None:
+            self._share.closed()
+            self._share = None
         super().connection_lost(exc)
 
     def _lane_takes(self, lane: FastLane) -> _LaneRequest | None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import uvicorn
 
 from .composition import Application, Settings
+from .connection_shares import WorkerShare
 from .http_protocol import DEFAULT_HEADER_TIMEOUT, FastLane, protocol_class
 from .leadership import lock_for
 from .tls import TlsFiles
@@ -124,10 +125,15 @@ class ServingServer(uvicorn.Server):
 
 
 def run_worker(
-    settings: Settings, options: HttpOptions, listeners: list[socket.socket], on_ready: Callable[[], None]
+    settings: Settings,
+    options: HttpOptions,
+    listeners: list[socket.socket],
+    on_ready: Callable[[], None],
+    share: WorkerShare | None = None,
 ) -> int:
     """One worker process: its own Application on its sockets (returns its exit status): its own
-    on the API's port, and the metrics port's (shared) when there is one."""
+    on the API's port, and the metrics port's (shared) when there is one. ``share``: its count
+    of the workers' connections, when there are several (see ``connection_shares.py``)."""
     app = Application(settings)
     asgi = app.asgi
     if len(listeners) > 1:
@@ -139,7 +145,7 @@ def run_worker(
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, lambda *_: None)
     try:
-        lane = FastLane(app.asgi, listeners[0].getsockname()[1])
+        lane = FastLane(app.asgi, listeners[0].getsockname()[1], share)
         ServingServer(uvicorn_config(asgi, options, lane), on_ready).run(sockets=listeners)
     finally:
         app.close()
