@@ -355,6 +355,40 @@ def test_on_postgresql_a_poll_is_one_statement_with_no_transaction_around_it(tmp
             application.close()
 
 
+def test_on_postgresql_a_lean_association_is_three_round_trips(tmp_path):
+    """The writer's pipeline (store/pipelined_writer.py): BEGIN leaves with the server's status,
+    the name's claim is the second round trip, the key and the token leave with the COMMIT.
+    Without it: six (BEGIN, four statements, COMMIT). What libpq sends says so."""
+    with fresh_database() as url:
+        application = Application(
+            Settings(data_dir=tmp_path, database_url=url, verify_signatures=False, schedule_interval=0, health_interval=0)
+        )
+        try:
+            application.start()
+            _healthy_server(application, "chef", "ChefAutomate")
+            params = {"ServerName": "chef", "EngineAttributes": _chef_attributes()}
+            assert _served(application, "AssociateNode", {**params, "NodeName": "warm"})[0] == 200  # a writer is idle now
+            idle = application.deps.uow._lean_connections._idle
+            writers = [connection.driver for kind in (WRITER, LOOP_WRITER) for connection, _ in idle[kind]]
+            assert writers
+            with open(tmp_path / "libpq.trace", "w") as trace:
+                for driver in writers:
+                    driver.pgconn.trace(trace.fileno())
+                status, answer = _served(application, "AssociateNode", {**params, "NodeName": "traced"})
+                for driver in writers:
+                    driver.pgconn.untrace()
+            assert status == 200, answer
+            assert _final_status(application, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+            sent = [line.split("\t") for line in (tmp_path / "libpq.trace").read_text().splitlines()]
+            waits = [fields[3] for fields in sent if fields[1] == "F" and fields[3] in ("Flush", "Sync")]
+            assert waits == ["Flush", "Flush", "Sync"]
+            statements = " ".join(fields[4] for fields in sent if fields[1] == "F" and fields[3] == "Parse")
+            for part in ("BEGIN", "FROM servers", "INTO nodes", "INTO chef_clients", "INTO associations", "COMMIT"):
+                assert part in statements
+        finally:
+            application.close()
+
+
 def test_a_light_change_never_waits_for_the_write_lock_on_the_event_loop(app, tmp_path):
     _healthy_server(app, "chef", "ChefAutomate")
     assert _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "warm", "EngineAttributes": _chef_attributes()})[0] == 200

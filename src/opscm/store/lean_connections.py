@@ -13,6 +13,7 @@ from sqlalchemy.pool import StaticPool
 from opscm.service.ports import WouldWait
 
 from .database import is_shared_memory
+from .pipelined_writer import PipelinedWriter
 
 # The lean connections a process keeps to PostgreSQL at most.
 POSTGRES_CONNECTIONS = 8
@@ -91,7 +92,7 @@ class LeanConnections:
                     raise WouldWait()
             if driver is None:
                 driver = self._new(kind)
-            return (driver, kind), driver
+            return (driver, kind), _driver_of(driver)
         except BaseException:
             if self._slots is not None:
                 self._slots.release()
@@ -103,18 +104,17 @@ class LeanConnections:
                 driver, since = self._idle[kind].pop()  # atomic under the GIL
             except IndexError:
                 return None
-            if self._slots is None or time.monotonic() - since < self.IDLE_CHECK_SECONDS or _answers(driver):
+            if self._slots is None or time.monotonic() - since < self.IDLE_CHECK_SECONDS or _answers(_driver_of(driver)):
                 return driver
             _close_quietly(driver)
 
     def _loop_writer(self):
         """An idle writer made the event loop's: a row lock held longer than
         ``LOOP_LOCK_TIMEOUT_MS`` then fails its statement (lock_not_available), not the loop."""
-        driver = self._idle_one(WRITER)
-        if driver is not None:
-            driver.execute(f"SET lock_timeout = {LOOP_LOCK_TIMEOUT_MS}")
-            driver.commit()  # the session's from now on, whatever its transactions do
-        return driver
+        writer = self._idle_one(WRITER)
+        if writer is not None:
+            writer.run(f"SET lock_timeout = {LOOP_LOCK_TIMEOUT_MS}")  # the session's from now on
+        return writer
 
     def _new(self, kind: str):
         pooled = self._engine.raw_connection()
@@ -127,6 +127,8 @@ class LeanConnections:
                 # connection's prepared statements.
                 driver.autocommit = True
             self.round_trip = min(self.round_trip, _fastest_round_trip(driver))
+            if kind != READER:
+                return PipelinedWriter(driver)
         if kind != READER and self.fail_fast:
             driver.execute("PRAGMA busy_timeout=0")
             if self._checkpoint_apart:  # commits on the event loop append to the WAL only
@@ -134,6 +136,12 @@ class LeanConnections:
             if kind == LOOP_WRITER:
                 driver.execute("PRAGMA synchronous=NORMAL")
         return driver
+
+    @staticmethod
+    def pipelined(handle) -> PipelinedWriter | None:
+        """The PostgreSQL writer of ``handle`` (its transactions are the pipeline's), or None."""
+        connection = handle[0] if handle is not None else None
+        return connection if isinstance(connection, PipelinedWriter) else None
 
     def release(self, handle, reusable: bool) -> None:
         if not self._own:
@@ -181,6 +189,10 @@ def _answers(driver) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure: a new connection is made instead
         return False
+
+
+def _driver_of(connection):
+    return connection.driver if isinstance(connection, PipelinedWriter) else connection
 
 
 def _close_quietly(driver) -> None:

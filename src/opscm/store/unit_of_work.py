@@ -172,9 +172,12 @@ class LeanUnitOfWork(_Repositories):
         kind = READER if self._read_only else LOOP_WRITER if on_loop else WRITER
         self._pooled, self._driver = self._connections.acquire(kind, wait=self._wait)
         self._sql = Sql(self._driver, dialect)
+        self._pipelined = self._connections.pipelined(self._pooled)
+        if self._pipelined is not None:
+            self._pipelined.begin()  # sent with the first statement answered
         if self._read_only or dialect != "sqlite":
             # A read needs no transaction: the lean reads are single statements, each its own
-            # snapshot. PostgreSQL's writes begin with their first statement.
+            # snapshot.
             return self
         try:
             # The connection is in autocommit mode (see store.database): the transaction is ours.
@@ -232,6 +235,8 @@ class LeanUnitOfWork(_Repositories):
             self._driver.execute("COMMIT")  # what follows runs in autocommit mode
             if self._wal is not None:
                 self._wal.committed()
+        elif self._pipelined is not None:
+            self._pipelined.commit()
         else:
             self._driver.commit()
 
@@ -242,6 +247,8 @@ class LeanUnitOfWork(_Repositories):
             if self._engine.dialect.name == "sqlite":
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
+            elif self._pipelined is not None:
+                self._pipelined.rollback()
             else:
                 connection.rollback()
             reusable = True

@@ -36,6 +36,12 @@ class Sql:
     def first(self, statement: str, params: dict | None = None):
         return self.execute(statement, params).fetchone()
 
+    def changed(self, statement: str, params: dict | None = None) -> bool:
+        """Whether an UPDATE or DELETE of at most one row changed one. Told by a returned row,
+        not the row count: a pipelined PostgreSQL writer knows that count only once the pipeline
+        syncs (see store.pipelined_writer), and reading the row is one round trip."""
+        return self.first(f"{statement} RETURNING 1", params) is not None
+
     def time(self, moment: datetime | None):
         """A value for a ``UtcDateTime`` column."""
         if moment is None:

@@ -40,11 +40,10 @@ class SqlChefClients(Repository):
         return [ChefClient(*row) for row in rows]
 
     def delete(self, server_id: str, organization: str, name: str) -> bool:
-        cursor = self._sql.execute(
+        return self._sql.changed(
             "DELETE FROM chef_clients WHERE server_id = :server_id AND organization = :organization AND name = :name",
             {"server_id": server_id, "organization": organization, "name": name},
         )
-        return cursor.rowcount > 0
 
     def replace_all(self, server_id: str, clients) -> None:
         self._db.execute(delete(t.chef_clients).where(t.chef_clients.c.server_id == server_id))

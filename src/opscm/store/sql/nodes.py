@@ -28,19 +28,17 @@ class SqlNodes(Repository):
 
     def take_over(self, claim: NodeClaim, *, expected_token_hash: str) -> bool:
         """Hand the name to ``claim`` if ``expected_token_hash`` still holds it."""
-        cursor = self._sql.execute(
+        return self._sql.changed(
             "UPDATE nodes SET state = :state, token_hash = :token_hash, ref = :ref, changed_at = :changed_at "
             "WHERE server_id = :server_id AND name = :name AND token_hash = :expected",
             {**self._row(claim), "expected": expected_token_hash},
         )
-        return cursor.rowcount == 1
 
     def release(self, server_id: str, name: str, *, token_hash: str) -> bool:
-        cursor = self._sql.execute(
+        return self._sql.changed(
             "DELETE FROM nodes WHERE server_id = :server_id AND name = :name AND token_hash = :token_hash",
             {"server_id": server_id, "name": name, "token_hash": token_hash},
         )
-        return cursor.rowcount == 1
 
     def release_refs(self, server_id: str, refs: Iterable[str]) -> int:
         """Names whose certificate or key is gone (expired, pruned) are free again."""

@@ -64,12 +64,11 @@ class SqlPuppetCas(Repository):
         return RevocationState(number, tuple((row.serial, row.revoked_at) for row in revoked))
 
     def publish_crl(self, server_id: str, *, expected_number: int, number: int, crl_pem: str) -> bool:
-        cursor = self._sql.execute(
+        return self._sql.changed(
             "UPDATE puppet_cas SET crl_number = :number, crl_pem = :crl_pem "
             "WHERE server_id = :server_id AND crl_number = :expected",
             {"number": number, "crl_pem": crl_pem, "server_id": server_id, "expected": expected_number},
         )
-        return cursor.rowcount == 1
 
     def add_certificate(self, server_id: str, serial: int, certname: str, cert_pem: str, not_after: datetime) -> None:
         self._sql.execute(
