@@ -11,8 +11,9 @@ against the same servers; every figure of a run is measured in that run.
 Printed per store, engine and level: associations/s, AssociateNode latency p50/p95/p99, whole
 association p99, errors, the server's CPU milliseconds per association (/proc, every process
 of every replica; in user space and in the kernel), the load generator's CPU milliseconds per
-association (it shares the cores), how busy the machine's cores were (everything on it: opscm, the load
-generator, PostgreSQL), peak RSS per server process, and (Puppet) the machine's signing ceiling:
+association (it shares the cores), PostgreSQL's own CPU milliseconds per association (every
+postgres process of the machine), how busy the machine's cores were (everything on it: opscm,
+the load generator, PostgreSQL), peak RSS per server process, and (Puppet) the machine's signing ceiling:
 opscm's own CSR check + signing on all cores, without HTTP or database, measured in this run.
 A script, not a test: it asserts nothing.
 """
@@ -228,6 +229,19 @@ def cpu_seconds(pids: list[int]) -> dict[int, tuple[float, float]]:
     return seconds
 
 
+def postgres_pids() -> list[int]:
+    """PostgreSQL's processes on this machine (its backends serve opscm's connections)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 def machine_ticks() -> tuple[int, int]:
     """(busy, all) CPU ticks of the whole machine since boot (/proc/stat): opscm, the load
     generator, PostgreSQL and everything else."""
@@ -327,9 +341,13 @@ def _measure(store: str, args, keys, servers) -> None:
                 names = [f"n{clients}-{i}" for i in range(args.nodes)]
                 requests = node_requests(engine, name, names, keys)
                 pids = [pid for s in servers for pid in _tree(s.process.pid)]
+                database_before = cpu_seconds(postgres_pids()) if store == "postgresql" else {}
                 cpu_before, machine_before = cpu_seconds(pids), machine_ticks()
                 results, wall, client_cpu = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
                 cpu_after = cpu_seconds(pids)
+                database_after = cpu_seconds(postgres_pids()) if store == "postgresql" else {}
+                # New backends (opscm's connections made during the level) count from 0.
+                database_cpu = sum(sum(after) - sum(database_before.get(pid, (0, 0))) for pid, after in database_after.items())
                 user = {pid: cpu_after[pid][0] - cpu_before.get(pid, (0, 0))[0] for pid in cpu_after}
                 system = {pid: cpu_after[pid][1] - cpu_before.get(pid, (0, 0))[1] for pid in cpu_after}
                 per_process = {pid: user[pid] + system[pid] for pid in cpu_after}
@@ -351,6 +369,8 @@ def _measure(store: str, args, keys, servers) -> None:
                     f" + system {sum(system.values()) * per_node:.2f}) load generator CPU ms/assoc={client_cpu * per_node:4.2f}"
                     f" machine busy={busy * 100:3.0f}%"
                 )
+                if store == "postgresql":
+                    line += f" PostgreSQL CPU ms/assoc={database_cpu * per_node:4.2f}"
                 if ceiling:
                     line += f" ceiling={ceiling:7.1f}/s ratio={rate / ceiling:4.2f}"
                 # How the work fell on the processes (a worker that got few connections shows here).

@@ -325,9 +325,9 @@ def test_the_event_loop_takes_an_idle_postgresql_connection_or_none(postgres_app
             pass
 
 
-def test_on_postgresql_a_poll_is_one_statement_with_no_transaction_around_it(tmp_path):
-    """BEGIN and ROLLBACK around a single SELECT would be two more round trips (and a ROLLBACK
-    drops the connection's prepared statements): what libpq sends says they are gone."""
+@pytest.fixture
+def postgres_chef(tmp_path):
+    """opscm on PostgreSQL with a healthy Chef server."""
     with fresh_database() as url:
         application = Application(
             Settings(data_dir=tmp_path, database_url=url, verify_signatures=False, schedule_interval=0, health_interval=0)
@@ -335,58 +335,60 @@ def test_on_postgresql_a_poll_is_one_statement_with_no_transaction_around_it(tmp
         try:
             application.start()
             _healthy_server(application, "chef", "ChefAutomate")
-            params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
-            token = _served(application, "AssociateNode", params)[1]["NodeAssociationStatusToken"]
-            poll = {"ServerName": "chef", "NodeAssociationStatusToken": token}
-            assert _served(application, "DescribeNodeAssociationStatus", poll)[0] == 200  # a reader is idle now
-            readers = [driver for driver, _ in application.deps.uow._lean_connections._idle["reader"]]
-            assert readers
-            with open(tmp_path / "libpq.trace", "w") as trace:
-                for driver in readers:
-                    driver.pgconn.trace(trace.fileno())
-                status, answer = _served(application, "DescribeNodeAssociationStatus", poll)
-                for driver in readers:
-                    driver.pgconn.untrace()
-            assert (status, answer["NodeAssociationStatus"]) == (200, "SUCCESS")
-            sent = (tmp_path / "libpq.trace").read_text()
-            assert "FROM associations" in sent
-            assert "BEGIN" not in sent and "ROLLBACK" not in sent
+            yield application
         finally:
             application.close()
 
 
-def test_on_postgresql_a_lean_association_is_three_round_trips(tmp_path):
+def _traced(drivers, path, request):
+    """``request()``'s result, and what libpq sent on ``drivers`` meanwhile (its trace lines)."""
+    with open(path, "w") as trace:
+        for driver in drivers:
+            driver.pgconn.trace(trace.fileno())
+        try:
+            result = request()
+        finally:
+            for driver in drivers:
+                driver.pgconn.untrace()
+    return result, path.read_text()
+
+
+def test_on_postgresql_a_poll_is_one_statement_with_no_transaction_around_it(postgres_chef, tmp_path):
+    """BEGIN and ROLLBACK around a single SELECT would be two more round trips (and a ROLLBACK
+    drops the connection's prepared statements): what libpq sends says they are gone."""
+    params = {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()}
+    token = _served(postgres_chef, "AssociateNode", params)[1]["NodeAssociationStatusToken"]
+    poll = {"ServerName": "chef", "NodeAssociationStatusToken": token}
+    assert _served(postgres_chef, "DescribeNodeAssociationStatus", poll)[0] == 200  # a reader is idle now
+    readers = [driver for driver, _ in postgres_chef.deps.uow._lean_connections._idle[READER]]
+    assert readers
+    (status, answer), sent = _traced(
+        readers, tmp_path / "libpq.trace", lambda: _served(postgres_chef, "DescribeNodeAssociationStatus", poll)
+    )
+    assert (status, answer["NodeAssociationStatus"]) == (200, "SUCCESS")
+    assert "FROM associations" in sent
+    assert "BEGIN" not in sent and "ROLLBACK" not in sent
+
+
+def test_on_postgresql_a_lean_association_is_three_round_trips(postgres_chef, tmp_path):
     """The writer's pipeline (store/pipelined_writer.py): BEGIN leaves with the server's status,
     the name's claim is the second round trip, the key and the token leave with the COMMIT.
     Without it: six (BEGIN, four statements, COMMIT). What libpq sends says so."""
-    with fresh_database() as url:
-        application = Application(
-            Settings(data_dir=tmp_path, database_url=url, verify_signatures=False, schedule_interval=0, health_interval=0)
-        )
-        try:
-            application.start()
-            _healthy_server(application, "chef", "ChefAutomate")
-            params = {"ServerName": "chef", "EngineAttributes": _chef_attributes()}
-            assert _served(application, "AssociateNode", {**params, "NodeName": "warm"})[0] == 200  # a writer is idle now
-            idle = application.deps.uow._lean_connections._idle
-            writers = [connection.driver for kind in (WRITER, LOOP_WRITER) for connection, _ in idle[kind]]
-            assert writers
-            with open(tmp_path / "libpq.trace", "w") as trace:
-                for driver in writers:
-                    driver.pgconn.trace(trace.fileno())
-                status, answer = _served(application, "AssociateNode", {**params, "NodeName": "traced"})
-                for driver in writers:
-                    driver.pgconn.untrace()
-            assert status == 200, answer
-            assert _final_status(application, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
-            sent = [line.split("\t") for line in (tmp_path / "libpq.trace").read_text().splitlines()]
-            waits = [fields[3] for fields in sent if fields[1] == "F" and fields[3] in ("Flush", "Sync")]
-            assert waits == ["Flush", "Flush", "Sync"]
-            statements = " ".join(fields[4] for fields in sent if fields[1] == "F" and fields[3] == "Parse")
-            for part in ("BEGIN", "FROM servers", "INTO nodes", "INTO chef_clients", "INTO associations", "COMMIT"):
-                assert part in statements
-        finally:
-            application.close()
+    params = {"ServerName": "chef", "EngineAttributes": _chef_attributes()}
+    assert _served(postgres_chef, "AssociateNode", {**params, "NodeName": "warm"})[0] == 200  # a writer is idle now
+    idle = postgres_chef.deps.uow._lean_connections._idle
+    writers = [connection.driver for kind in (WRITER, LOOP_WRITER) for connection, _ in idle[kind]]
+    assert writers
+    (status, answer), sent = _traced(
+        writers, tmp_path / "libpq.trace", lambda: _served(postgres_chef, "AssociateNode", {**params, "NodeName": "traced"})
+    )
+    assert status == 200, answer
+    assert _final_status(postgres_chef, "chef", answer["NodeAssociationStatusToken"]) == "SUCCESS"
+    frontend = [fields for fields in (line.split("\t") for line in sent.splitlines()) if fields[1] == "F"]
+    assert [fields[3] for fields in frontend if fields[3] in ("Flush", "Sync")] == ["Flush", "Flush", "Sync"]
+    statements = " ".join(fields[4] for fields in frontend if fields[3] == "Parse")
+    for part in ("BEGIN", "FROM servers", "INTO nodes", "INTO chef_clients", "INTO associations", "COMMIT"):
+        assert part in statements
 
 
 def test_a_light_change_never_waits_for_the_write_lock_on_the_event_loop(app, tmp_path):

@@ -48,41 +48,43 @@ def test_a_transaction_given_up_leaves_no_lock_and_nothing_queued(database):
         writer.close()
 
 
-def test_a_failure_of_a_queued_statement_surfaces_at_commit_and_the_connection_goes_on(database):
+def _fails_then_goes_on(database: str, fail) -> None:
+    """``fail(writer)`` makes a transaction fail on a duplicate of key 1; rolled back, the
+    connection's next transaction commits alone."""
     _insert_elsewhere(database, 1)
     writer = PipelinedWriter(psycopg.connect(database))
     try:
         writer.begin()
-        writer.driver.execute("INSERT INTO t VALUES (2)")
-        writer.driver.execute("INSERT INTO t VALUES (1)")  # a duplicate, not answered yet
         with pytest.raises(psycopg.errors.UniqueViolation):
-            writer.commit()
+            fail(writer)
         writer.rollback()
         assert _keys(database) == [1]
-        writer.begin()
-        writer.driver.execute("INSERT INTO t VALUES (4)")
-        writer.commit()
-        assert _keys(database) == [1, 4]
-    finally:
-        writer.close()
-
-
-def test_a_failure_of_an_answered_statement_leaves_the_connection_usable(database):
-    _insert_elsewhere(database, 1)
-    writer = PipelinedWriter(psycopg.connect(database))
-    try:
-        writer.begin()
-        writer.driver.execute("INSERT INTO t VALUES (5)")
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            writer.driver.execute("INSERT INTO t VALUES (1) RETURNING k").fetchone()
-        writer.driver.execute("INSERT INTO t VALUES (6)")  # after the failure: the pipeline is aborted
-        writer.rollback()
         writer.begin()
         writer.driver.execute("INSERT INTO t VALUES (7)")
         writer.commit()
         assert _keys(database) == [1, 7]
     finally:
         writer.close()
+
+
+def test_a_failure_of_a_queued_statement_surfaces_at_commit_and_the_connection_goes_on(database):
+    def fail(writer):
+        writer.driver.execute("INSERT INTO t VALUES (2)")
+        writer.driver.execute("INSERT INTO t VALUES (1)")  # not answered yet
+        writer.commit()
+
+    _fails_then_goes_on(database, fail)
+
+
+def test_a_failure_of_an_answered_statement_leaves_the_connection_usable(database):
+    def fail(writer):
+        writer.driver.execute("INSERT INTO t VALUES (5)")
+        try:
+            writer.driver.execute("INSERT INTO t VALUES (1) RETURNING k").fetchone()
+        finally:
+            writer.driver.execute("INSERT INTO t VALUES (6)")  # after the failure: the pipeline is aborted
+
+    _fails_then_goes_on(database, fail)
 
 
 def test_a_committed_transaction_costs_no_rollback_round_trip(database, tmp_path):

@@ -21,8 +21,9 @@ POSTGRES_CONNECTIONS = 8
 # loop's, with group commit, commit without waiting for the disk (see store.wal_sync).
 READER, WRITER, LOOP_WRITER = "reader", "writer", "loop writer"
 # PostgreSQL this near serves the event loop's light requests: on the same host a round trip
-# takes ~0.04 ms here. A lean association makes ~6, and a farther database would hold the loop
-# that long each time while other requests wait; those go to the store's threads.
+# takes ~0.04 ms here. A lean association makes 3 and its poll 1 (see pipelined_writer), and a
+# farther database would hold the loop that long each time while other requests wait; those go
+# to the store's threads.
 NEAR_ROUND_TRIP_SECONDS = 0.0002
 # How long an event loop's PostgreSQL statement waits for a row lock (held by a Core
 # transaction: a backup, a status change) before its request runs again in a thread.
