@@ -23,7 +23,9 @@ from opscm.protocol.patterns import compile_pattern
 from opscm.protocol.validation import (
     MAX_REPORTED_ERRORS,
     MAX_VALUE_CHARS,
+    Unfit,
     check_input,
+    fit,
     validated_input,
     validation_errors,
     validation_message,
@@ -508,6 +510,19 @@ def test_each_violation_is_reported_at_its_path(case):
     assert raised.value.status_code == 400 and raised.value.sender_fault
     noun = "validation error" if len(errors) == 1 else "validation errors"
     assert raised.value.message == f"{len(errors)} {noun} detected: " + "; ".join(errors)
+
+
+def test_the_fast_check_refuses_every_violation_the_walk_reports():
+    """A request the fast check passes is never walked: it must refuse whatever the walk would
+    report, for every generated violation of every operation."""
+    for case in CASES:
+        with pytest.raises(Unfit):
+            fit(BY_NAME[case.operation].input_shape, case.request)
+    for name, operation in BY_NAME.items():
+        for request in (MINIMAL[name], MAXIMAL[name]):
+            cleaned = fit(operation.input_shape, request)
+            if name != "Op":  # the synthetic one's timestamps and blobs are cleaned (see below)
+                assert cleaned == request
 
 
 # -- hand-written expectations (the AWS wording, literally) --------------------------------------
