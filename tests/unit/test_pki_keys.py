@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from opscm.pki import InvalidPublicKey, check_rsa_public_key, generate_rsa_key, hash_password, verify_password
-from opscm.pki.keys import checked_key_fingerprint, public_key_fingerprint
+from opscm.pki.keys import _PEM_BLOCK, _pem_blocks, checked_key_fingerprint, public_key_fingerprint
 from tests.support.pki import rsa_public_key_pem
 
 
@@ -261,3 +261,25 @@ def test_parameters_are_read_from_the_hash():
     b64 = lambda b: base64.b64encode(b).decode().rstrip("=")
     assert verify_password("pw", f"$scrypt$ln=10,r=4,p=2${b64(salt)}${b64(digest)}")
     assert not verify_password("pw", f"$scrypt$ln=11,r=4,p=2${b64(salt)}${b64(digest)}")
+
+
+_HEAD, _TAIL = "-----BEGIN PUBLIC KEY-----", "-----END PUBLIC KEY-----"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _HEAD + "\nMIIB\n" + _TAIL,
+        _HEAD + _TAIL,
+        "-----BEGIN PUBLIC KEY-----END PUBLIC KEY-----",  # the markers overlap: no block
+        _HEAD + "x" + _TAIL + _HEAD + "y" + _TAIL,
+        _HEAD + "x-----END RSA PUBLIC KEY-----",
+        "-----BEGIN RSA PUBLIC KEY-----abc-----END RSA PUBLIC KEY-----",
+        _HEAD + "a-----END x" + _TAIL,
+        "junk" + _HEAD + "a" + _TAIL,
+        _HEAD + "a" + _TAIL + "junk",
+        "-----BEGIN CERTIFICATE-----a-----END CERTIFICATE-----",
+    ],
+)
+def test_a_lone_public_key_block_is_found_as_the_pattern_finds_it(text):
+    assert _pem_blocks(text) == [(m.group(1), m.group(2), m.start(), m.end()) for m in _PEM_BLOCK.finditer(text)]

@@ -26,6 +26,7 @@ MAX_RSA_EXPONENT_BITS = 256
 _MAX_INPUT = 64 * 1024
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----(.*?)-----END \1-----", re.S)
+_PUBLIC_LABELS = ("PUBLIC KEY", "RSA PUBLIC KEY")
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _HOW = "as printed by 'openssl rsa -in key.pem -pubout'"
 
@@ -48,7 +49,7 @@ def check_rsa_public_key(pem: str, *, min_bits: int = 2048) -> str:
             f"The public key is {len(text)} characters long; at most {_MAX_INPUT} are allowed"
         )
 
-    blocks = list(_PEM_BLOCK.finditer(text))
+    blocks = _pem_blocks(text)
     if not blocks:
         if text.startswith("ssh-"):
             raise InvalidPublicKey(
@@ -64,20 +65,19 @@ def check_rsa_public_key(pem: str, *, min_bits: int = 2048) -> str:
         raise InvalidPublicKey(
             f"The value holds {len(blocks)} PEM blocks; exactly one public key is expected"
         )
-    block = blocks[0]
-    label = block.group(1)
+    label, body, start, end = blocks[0]
     if "PRIVATE KEY" in label:
         raise InvalidPublicKey(f"This is a private key; send only its public key ({_HOW})")
-    if label not in ("PUBLIC KEY", "RSA PUBLIC KEY"):
+    if label not in _PUBLIC_LABELS:
         raise InvalidPublicKey(
             f"The value is a PEM '{label}', not a public key: expected "
             f"'-----BEGIN PUBLIC KEY-----' ({_HOW})"
         )
-    if text[: block.start()].strip() or text[block.end():].strip():
+    if text[:start].strip() or text[end:].strip():
         raise InvalidPublicKey("The public key has unexpected text before or after its PEM block")
 
     # Re-wrap the base64 body: tolerates CRLF, spaces for newlines, odd line lengths.
-    body = "".join(block.group(2).split())
+    body = "".join(body.split())
     try:
         if not _B64.fullmatch(body):
             raise ValueError
@@ -102,6 +102,22 @@ def check_rsa_public_key(pem: str, *, min_bits: int = 2048) -> str:
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
+
+
+def _pem_blocks(text: str) -> list[tuple[str, str, int, int]]:
+    """Each PEM block's (label, body, start, end). A lone public key block, as nearly every key
+    comes, is found without the pattern (its lazy match and back-reference: a third of the check)."""
+    for label in _PUBLIC_LABELS:
+        head, tail = f"-----BEGIN {label}-----", f"-----END {label}-----"
+        if (
+            len(text) >= len(head) + len(tail)
+            and text.startswith(head)
+            and text.endswith(tail)
+            and text.count("-----BEGIN ") == 1
+            and text.count("-----END ") == 1
+        ):
+            return [(label, text[len(head) : -len(tail)], 0, len(text))]
+    return [(m.group(1), m.group(2), m.start(), m.end()) for m in _PEM_BLOCK.finditer(text)]
 
 
 def _check_rsa_numbers(numbers: rsa.RSAPublicNumbers) -> None:
