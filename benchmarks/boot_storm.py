@@ -13,7 +13,9 @@ association p99, errors, the server's CPU milliseconds per association (/proc, e
 of every replica; in user space and in the kernel), the load generator's CPU milliseconds per
 association (it shares the cores), PostgreSQL's own CPU milliseconds per association (every
 postgres process of the machine), how busy the machine's cores were (everything on it: opscm,
-the load generator, PostgreSQL), peak RSS per server process, and (Puppet) the machine's signing ceiling:
+the load generator, PostgreSQL), the connections the clients made (one each, and one more each
+time a worker holding more than its share asked a client to reconnect), peak RSS per server
+process, and (Puppet) the machine's signing ceiling:
 opscm's own CSR check + signing on all cores, without HTTP or database, measured in this run.
 A script, not a test: it asserts nothing.
 """
@@ -109,6 +111,8 @@ class Signer:
 
 
 class Connection:
+    opened = 0  # connections this load-generator process made (a server may ask for new ones)
+
     def __init__(self, url: str, signer: Signer):
         parts = urlsplit(url)
         self.address = (parts.hostname, parts.port)
@@ -122,6 +126,7 @@ class Connection:
         head += f"content-length: {len(body)}\r\n\r\n"
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(*self.address)
+            Connection.opened += 1
         self.writer.write(head.encode() + body)
         status_line, *lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         length, close = 0, False
@@ -170,13 +175,13 @@ async def _clients(urls, signer_args, requests, concurrency, results):
 def _client_process(urls, signer_args, requests, concurrency, pipe):
     results: list = []
     asyncio.run(_clients(urls, signer_args, requests, concurrency, results))
-    pipe.send((results, time.process_time()))
+    pipe.send((results, time.process_time(), Connection.opened))
     pipe.close()
 
 
 def drive(urls, signer_args, requests, clients: int, processes: int):
     """Run ``clients`` concurrent clients, spread over ``processes`` load-generator processes:
-    (results, seconds, the load generator's CPU seconds)."""
+    (results, seconds, the load generator's CPU seconds, connections made)."""
     processes = max(1, min(processes, clients))
     context = multiprocessing.get_context("fork")
     workers = []
@@ -188,13 +193,14 @@ def drive(urls, signer_args, requests, clients: int, processes: int):
     started = time.perf_counter()
     for process, _ in workers:
         process.start()
-    results, cpu = [], 0.0
+    results, cpu, opened = [], 0.0, 0
     for process, receiver in workers:
-        some, seconds = receiver.recv()
+        some, seconds, connections = receiver.recv()
         results += some
         cpu += seconds
+        opened += connections
         process.join()
-    return results, time.perf_counter() - started, cpu
+    return results, time.perf_counter() - started, cpu, opened
 
 
 # ---- the server's side: CPU and memory of every process --------------------------------------
@@ -343,7 +349,7 @@ def _measure(store: str, args, keys, servers) -> None:
                 pids = [pid for s in servers for pid in _tree(s.process.pid)]
                 database_before = cpu_seconds(postgres_pids()) if store == "postgresql" else {}
                 cpu_before, machine_before = cpu_seconds(pids), machine_ticks()
-                results, wall, client_cpu = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
+                results, wall, client_cpu, opened = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
                 cpu_after = cpu_seconds(pids)
                 database_after = cpu_seconds(postgres_pids()) if store == "postgresql" else {}
                 # New backends (opscm's connections made during the level) count from 0.
@@ -367,7 +373,7 @@ def _measure(store: str, args, keys, servers) -> None:
                     f"association p99={_percentile(whole, .99):6.1f} errors={errors} "
                     f"server CPU ms/assoc={cpu * per_node:5.2f} (user {sum(user.values()) * per_node:.2f}"
                     f" + system {sum(system.values()) * per_node:.2f}) load generator CPU ms/assoc={client_cpu * per_node:4.2f}"
-                    f" machine busy={busy * 100:3.0f}%"
+                    f" machine busy={busy * 100:3.0f}% connections={opened}"
                 )
                 if store == "postgresql":
                     line += f" PostgreSQL CPU ms/assoc={database_cpu * per_node:4.2f}"

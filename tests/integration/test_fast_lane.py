@@ -59,8 +59,8 @@ def served(mock):
 
 @pytest.fixture
 def first_of_two(mock):
-    """Served as the first of two workers, the other holding no connection: from two connections
-    on, this one holds more than its share."""
+    """Served as the first of two workers, the other holding no connection: from three
+    connections on, this one sends clients away."""
     shares = ConnectionShares(2)
     app = Counting(mock.app.asgi)
     with ThreadServer(app, lane=mock.app.asgi, share=shares.of_worker(0)) as server:
@@ -341,17 +341,17 @@ def test_a_handler_that_refuses_before_its_steps_is_the_apis_error(mock, served,
 
 def test_a_worker_over_its_share_asks_a_client_to_reconnect(mock, first_of_two):
     token = _token(mock, "rebalanced")
-    with connect(first_of_two) as first, connect(first_of_two) as second:
-        _counted(first_of_two, [2, 0])
+    with connect(first_of_two) as first, connect(first_of_two) as second, connect(first_of_two):
+        _counted(first_of_two, [3, 0])
         answers = Answers(first)
         first.sendall(_status_request(token))
         status, headers, body = answers.next()
         assert status == 200 and json.loads(body)["NodeAssociationStatus"] == "SUCCESS"  # a whole answer
         assert headers["connection"] == "close"
         assert answers.closed()
-        _counted(first_of_two, [1, 0])
+        _counted(first_of_two, [2, 0])
         kept = Answers(second)
-        for _ in range(3):  # its share now: kept alive
+        for _ in range(3):  # two connections: never sent away (one may be idle)
             second.sendall(_status_request(token))
             status, headers, _ = kept.next()
             assert status == 200 and "connection" not in headers
@@ -360,8 +360,8 @@ def test_a_worker_over_its_share_asks_a_client_to_reconnect(mock, first_of_two):
 
 def test_a_connection_with_a_request_behind_its_answer_is_not_closed(mock, first_of_two):
     token = _token(mock, "pipelined-at-the-share")
-    with connect(first_of_two) as first, connect(first_of_two):
-        _counted(first_of_two, [2, 0])
+    with connect(first_of_two) as first, connect(first_of_two), connect(first_of_two):
+        _counted(first_of_two, [3, 0])
         answers = Answers(first)
         first.sendall(_status_request(token) + _status_request(token))  # pipelined: closing would drop the second
         for _ in range(2):

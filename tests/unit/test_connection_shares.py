@@ -40,11 +40,16 @@ def test_a_worker_counts_its_own_and_reads_all():
     assert shares.counts() == [2, 1] and not first.over()
 
 
-def test_a_lone_connection_is_never_over_its_share():
+def test_one_or_two_connections_are_never_sent_away():
+    """One busy client beside an idle one (an admin's keep-alive connection) stays put."""
     shares = ConnectionShares(2)
     share = shares.of_worker(0)
     share.opened()
     assert shares.counts() == [1, 0] and not share.over()
+    share.opened()
+    assert shares.counts() == [2, 0] and not share.over()
+    share.opened()
+    assert shares.counts() == [3, 0] and share.over()
 
 
 def test_forked_workers_see_each_others_counts():

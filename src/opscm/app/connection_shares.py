@@ -17,6 +17,8 @@ from __future__ import annotations
 import mmap
 
 _SLOT = 8  # bytes: one signed 64-bit count per worker
+# A worker holding fewer connections than this never asks a client to reconnect.
+MIN_TO_SEND_AWAY = 3
 
 
 def over_share(mine: int, total: int, workers: int) -> bool:
@@ -56,6 +58,9 @@ class WorkerShare:
         self._counts[self._index] -= 1
 
     def over(self) -> bool:
+        """More than its share, holding at least 3: an idle keep-alive connection counts as much
+        as a busy one, and one busy client beside one idle (an admin's, say) would otherwise be
+        sent away until the kernel placed it on the other worker."""
         counts = self._counts
         mine = counts[self._index]
-        return mine > 1 and over_share(mine, sum(counts), len(counts))
+        return mine >= MIN_TO_SEND_AWAY and over_share(mine, sum(counts), len(counts))
