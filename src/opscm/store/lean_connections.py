@@ -85,15 +85,16 @@ class LeanConnections:
         if self._slots is not None and not self._slots.acquire(blocking=wait):
             raise WouldWait()
         try:
-            driver = self._idle_one(kind)
-            if driver is None and self._postgres and not wait:
+            # A DBAPI connection, or PostgreSQL's writer around one (see pipelined_writer).
+            connection = self._idle_one(kind)
+            if connection is None and self._postgres and not wait:
                 # Making one would hold the loop: an idle writer becomes the loop's, or none.
-                driver = self._loop_writer() if kind == LOOP_WRITER else None
-                if driver is None:
+                connection = self._loop_writer() if kind == LOOP_WRITER else None
+                if connection is None:
                     raise WouldWait()
-            if driver is None:
-                driver = self._new(kind)
-            return (driver, kind), _driver_of(driver)
+            if connection is None:
+                connection = self._new(kind)
+            return (connection, kind), _driver_of(connection)
         except BaseException:
             if self._slots is not None:
                 self._slots.release()
@@ -102,12 +103,13 @@ class LeanConnections:
     def _idle_one(self, kind: str):
         while True:
             try:
-                driver, since = self._idle[kind].pop()  # atomic under the GIL
+                connection, since = self._idle[kind].pop()  # atomic under the GIL
             except IndexError:
                 return None
-            if self._slots is None or time.monotonic() - since < self.IDLE_CHECK_SECONDS or _answers(_driver_of(driver)):
-                return driver
-            _close_quietly(driver)
+            fresh = time.monotonic() - since < self.IDLE_CHECK_SECONDS
+            if self._slots is None or fresh or _answers(_driver_of(connection)):
+                return connection
+            _close_quietly(connection)
 
     def _loop_writer(self):
         """An idle writer made the event loop's: a row lock held longer than
@@ -147,13 +149,13 @@ class LeanConnections:
     def release(self, handle, reusable: bool) -> None:
         if not self._own:
             return
-        driver, kind = handle
+        connection, kind = handle
         try:
             idle = self._idle[kind]
             if reusable and len(idle) < self._keep and self._pid == os.getpid():
-                idle.append((driver, time.monotonic()))
+                idle.append((connection, time.monotonic()))
             else:
-                _close_quietly(driver)
+                _close_quietly(connection)
         finally:
             if self._slots is not None:
                 self._slots.release()
@@ -163,8 +165,8 @@ class LeanConnections:
             self._static.close()
             self._static = None
         idle, self._idle = self._idle, _no_idle()
-        for driver, _ in (pair for pairs in idle.values() for pair in pairs):
-            _close_quietly(driver)
+        for connection, _ in (pair for pairs in idle.values() for pair in pairs):
+            _close_quietly(connection)
 
 
 def _no_idle() -> dict[str, list[tuple[object, float]]]:
@@ -196,8 +198,8 @@ def _driver_of(connection):
     return connection.driver if isinstance(connection, PipelinedWriter) else connection
 
 
-def _close_quietly(driver) -> None:
+def _close_quietly(connection) -> None:
     try:
-        driver.close()
+        connection.close()
     except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
         pass
