@@ -15,11 +15,6 @@ leaving pipeline mode after each transaction would cost a round trip of its own)
 
 from __future__ import annotations
 
-import psycopg
-from psycopg import pq
-
-_ABORTED = pq.PipelineStatus.ABORTED
-
 
 class PipelinedWriter:
     def __init__(self, driver):
@@ -47,7 +42,10 @@ class PipelinedWriter:
 
     def rollback(self) -> None:
         """End whatever the transaction left: nothing to send after a commit (no round trip)."""
-        if self._open or self.driver.pgconn.pipeline_status == _ABORTED:
+        # psycopg is an extra (opscm[postgres]): imported where PostgreSQL is used, never on SQLite.
+        import psycopg
+
+        if self._open or self.driver.pgconn.pipeline_status == psycopg.pq.PipelineStatus.ABORTED:
             # psycopg syncs first: what is still queued reaches PostgreSQL, inside the
             # transaction, and the pipeline leaves an aborted state; then ROLLBACK.
             try:
