@@ -13,7 +13,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from opscm.app.serving import make_listener, make_listeners
 from tests.support.http_wire import Answers, api_request, connect
@@ -175,8 +177,9 @@ def test_keep_alive_clients_placed_unevenly_are_evened_out_over_the_workers(tmp_
     """The kernel places a connection by a hash, whatever the workers hold: a few keep-alive
     clients often land unevenly (8 over 2 workers: 6 and 2 or worse one time in four). Made 7 and 1
     here: the worker holding more than its share answers with ``connection: close``, the clients
-    reconnect (as HTTP clients do), and the workers end up holding 4 each."""
-    server = start_server(tmp_path, "--ca-key-bits", "2048", "--workers", "2")
+    reconnect (as HTTP clients do), and the workers end up holding 4 each. /metrics (on a port of
+    its own: its connections are not the API's) shows both."""
+    server = start_server(tmp_path, "--ca-key-bits", "2048", "--workers", "2", "--metrics-port", "0")
     try:
         port = int(server.url.rsplit(":", 1)[1])
         workers = _workers(server)
@@ -217,6 +220,14 @@ def test_keep_alive_clients_placed_unevenly_are_evened_out_over_the_workers(tmp_
         assert reconnected >= 3
         _wait_for(lambda: [len(_peer_ports(pid, port)) for pid in workers] == [4, 4], 10, "4 and 4")
         print(f"evened out after {reconnected} reconnections in {rounds} rounds")
+        metrics_url = next(m[1] for line in server.output if (m := re.search(r"opscm: metrics on (\S+)$", line.strip())))
+        scraped = {
+            (sample.name, tuple(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(httpx.get(metrics_url).text)
+            for sample in family.samples
+        }
+        assert scraped[("opscm_connections_sent_away_total", ())] == reconnected
+        assert [scraped[("opscm_api_connections", (("worker", str(index)),))] for index in (1, 2)] == [4, 4]
         for client in clients:
             client[0].close()
     finally:

@@ -71,3 +71,14 @@ def test_a_restarted_worker_starts_from_zero():
         dead.opened()  # a worker that died holding 4: its connections died with it
     shares.of_worker(1)
     assert shares.counts() == [0, 0]
+
+
+def test_a_client_sent_away_is_gone_from_the_count_and_told():
+    shares = ConnectionShares(2)
+    share = shares.of_worker(0)
+    told = []
+    share.on_sent_away = lambda: told.append(1)
+    for _ in range(3):
+        share.opened()
+    share.sent_away()
+    assert shares.counts() == share.counts() == [2, 0] and told == [1]

@@ -15,6 +15,7 @@ only its own slot (an aligned 64-bit word) and reads the others'.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 
 _SLOT = 8  # bytes: one signed 64-bit count per worker
 # A worker holding fewer connections than this never asks a client to reconnect.
@@ -50,12 +51,22 @@ class WorkerShare:
         self._counts = counts
         self._index = index
         counts[index] = 0
+        self.on_sent_away: Callable[[], None] = lambda: None  # a metric's, when there are metrics
+
+    def counts(self) -> list[int]:
+        """Every worker's count, this one's included (they read it for /metrics)."""
+        return list(self._counts)
 
     def opened(self) -> None:
         self._counts[self._index] += 1
 
     def closed(self) -> None:
         self._counts[self._index] -= 1
+
+    def sent_away(self) -> None:
+        """A connection this worker asks to close (counted as gone from now on)."""
+        self.closed()
+        self.on_sent_away()
 
     def over(self) -> bool:
         """More than its share, holding at least 3: an idle keep-alive connection counts as much

@@ -203,7 +203,7 @@ class OpscmHttpProtocol(HttpToolsProtocol):
             return False
         if self.pipeline or self._head_deadline is not None or self._in_lane is not None:
             return False
-        share.closed()  # gone from now on: the worker's next answers see the share it will have
+        share.sent_away()  # gone from now on: the worker's next answers see the share it will have
         self._share = None
         return True
 

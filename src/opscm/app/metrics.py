@@ -38,6 +38,8 @@ from opscm.domain.servers import SUPPORTED_ENGINES, ServerStatus
 from opscm.service.monitoring import StoreFigures
 from opscm.service.ports import Applied
 
+from .connection_shares import WorkerShare
+
 log = logging.getLogger(__name__)
 # prometheus-client's own variable: where the processes' files are (set it to keep them on a tmpfs).
 SHARED_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -77,6 +79,12 @@ class Metrics:
         self._revoked = Counter(
             "opscm_certificates_revoked", "Node certificates revoked by opscm's built-in Puppet CAs.", registry=registry
         )
+        self._sent_away = Counter(
+            "opscm_connections_sent_away",
+            "Keep-alive connections a worker holding more than its share asked to close (connection: close).",
+            registry=registry,
+        )
+        self._connections: WorkerShare | None = None
         # Each process counts itself once; a dead worker's share is dropped (mark_process_dead).
         Gauge(
             "opscm_worker_processes", "Processes serving the API.", multiprocess_mode="livesum", registry=registry
@@ -104,12 +112,19 @@ class Metrics:
             if applied.certificates_revoked:
                 self._revoked.inc(applied.certificates_revoked)
 
+    def watch_connections(self, share: WorkerShare) -> None:
+        """Count the clients this worker sends away, and show every worker's connections."""
+        self._connections = share
+        share.on_sent_away = self._sent_away.inc
+
     def exposition(self, store_figures: Callable[[], StoreFigures], encode=generate_latest) -> bytes:
         """Every process's counts and the store's figures now (Prometheus' text format by default)."""
         registry = CollectorRegistry()
         shared = _shared_directory()
         registry.register(MultiProcessCollector(None, shared) if shared else self._registry)
         registry.register(StoreCollector(store_figures))
+        if self._connections is not None:
+            registry.register(ConnectionsCollector(self._connections))
         return encode(registry)
 
     def routes(self, store_figures: Callable[[], StoreFigures]) -> list[Route]:
@@ -123,6 +138,20 @@ class Metrics:
     def app(self, store_figures: Callable[[], StoreFigures]) -> Starlette:
         """``/metrics`` alone, for a port of its own."""
         return Starlette(routes=self.routes(store_figures))
+
+
+class ConnectionsCollector:
+    """Each worker's open API connections, read at each scrape from the memory the workers share
+    (see connection_shares.py): an uneven spread shows here."""
+
+    def __init__(self, share: WorkerShare):
+        self._share = share
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily("opscm_api_connections", "Open connections on the API's port, by worker.", labels=["worker"])
+        for index, count in enumerate(self._share.counts(), 1):
+            gauge.add_metric([str(index)], count)
+        yield gauge
 
 
 class StoreCollector:

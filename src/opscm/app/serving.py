@@ -135,6 +135,8 @@ def run_worker(
     on the API's port, and the metrics port's (shared) when there is one. ``share``: its count
     of the workers' connections, when there are several (see ``connection_shares.py``)."""
     app = Application(settings)
+    if share is not None and app.metrics is not None:
+        app.metrics.watch_connections(share)
     asgi = app.asgi
     if len(listeners) > 1:
         asgi = by_local_port({listeners[1].getsockname()[1]: app.metrics_asgi}, app.asgi)
