@@ -33,7 +33,6 @@ class ConnectionShares:
     """The open API connections of each of ``workers`` workers, in memory they all share."""
 
     def __init__(self, workers: int):
-        self.workers = workers
         self._memory = mmap.mmap(-1, _SLOT * workers)  # anonymous and shared: children see the writes
         self._counts = memoryview(self._memory).cast("q")
 

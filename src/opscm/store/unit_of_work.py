@@ -235,10 +235,8 @@ class LeanUnitOfWork(_Repositories):
             self._driver.execute("COMMIT")  # what follows runs in autocommit mode
             if self._wal is not None:
                 self._wal.committed()
-        elif self._pipelined is not None:
+        else:  # PostgreSQL: its writers are pipelined (its readers never commit)
             self._pipelined.commit()
-        else:
-            self._driver.commit()
 
     def __exit__(self, error_type, error, traceback) -> None:
         reusable = False
@@ -249,8 +247,7 @@ class LeanUnitOfWork(_Repositories):
                     connection.execute("ROLLBACK")
             elif self._pipelined is not None:
                 self._pipelined.rollback()
-            else:
-                connection.rollback()
+            # PostgreSQL's readers are in autocommit: no transaction to end.
             reusable = True
         finally:
             self._connections.release(self._pooled, reusable)
