@@ -9,6 +9,7 @@ runs again in a thread, and is recorded once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import json
 import sqlite3
@@ -21,6 +22,7 @@ from opscm.app.composition import Application, Settings
 from opscm.app.durable_answers import FEW
 from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 from opscm.service.ports import WouldWait
+from opscm.store import database
 from opscm.store.database import checkpoint_wal
 from opscm.store import lean_connections
 from opscm.store.lean_connections import (
@@ -437,6 +439,84 @@ def test_served_writers_leave_wal_checkpoints_to_the_leader(tmp_path):
         assert busy == 0 and frames > 0 and copied == frames, "every committed page is in the database file"
     finally:
         application.close()
+
+
+@pytest.fixture
+def served_sqlite(tmp_path, monkeypatch):
+    """An Application with opscm serve's SQLite settings and a Chef server, its own periodic
+    checkpoint stopped (the test makes each one), and a WAL restarted past 20 frames."""
+    monkeypatch.setattr(database, "RESTART_FRAMES", 20)
+    application = Application(
+        Settings(data_dir=tmp_path, verify_signatures=False, ca_key_bits=2048, schedule_interval=0,
+                 health_interval=0, checkpoint_apart=True)
+    )
+    try:
+        application.start()
+        next(task for task in application.periodic if task._name == "opscm-checkpoint").stop()
+        _healthy_server(application, "chef", "ChefAutomate")
+        yield application
+    finally:
+        application.close()
+
+
+def _associate(application, *names: str) -> None:
+    for name in names:
+        params = {"ServerName": "chef", "NodeName": name, "EngineAttributes": _chef_attributes()}
+        assert call(application, "AssociateNode", json.dumps(params).encode())[0] == 200
+
+
+def _frames_in_wal(application) -> int:
+    return checkpoint_wal(application.database)[1]
+
+
+def _reader_in_wal(application) -> sqlite3.Connection:
+    """A read transaction left open on the WAL's newest snapshot (as a poll is, for an instant)."""
+    reader = sqlite3.connect(application.database.url.database, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM nodes").fetchone()
+    return reader
+
+
+@contextlib.contextmanager
+def _gate_the_reader_leaves(reader: sqlite3.Connection, gate):
+    """The writers' gate, as the reader leaves the WAL when a restart begins (as polls do)."""
+    reader.execute("COMMIT")
+    with gate:
+        yield
+
+
+@pytest.mark.parametrize("leaders", [False, True], ids=["passive alone", "the leader's"])
+def test_the_leaders_checkpoint_starts_the_wal_over_where_a_passive_one_cannot(served_sqlite, leaders):
+    # SQLite starts a WAL over only once every frame of it is copied and no reader is in it. In
+    # a storm some reader or commit always came after a passive checkpoint's snapshot, and the
+    # WAL grew by every page written (~45 KB per association; 477 MB in 10 s). Here one reader
+    # stands for them: it holds an older snapshot through the passive pass.
+    _associate(served_sqlite, *(f"a{i}" for i in range(5)))
+    reader = _reader_in_wal(served_sqlite)
+    _associate(served_sqlite, "beyond-the-reader")
+    gate = _gate_the_reader_leaves(reader, served_sqlite.deps.uow._gate) if leaders else None
+    busy, frames, copied = checkpoint_wal(served_sqlite.database, gate)
+    reader.close()
+    assert frames > 20
+    _associate(served_sqlite, "after")
+    if leaders:
+        assert (busy, copied) == (0, frames)
+        assert _frames_in_wal(served_sqlite) < 20, "the next commit wrote the WAL from its start"
+    else:
+        assert copied < frames
+        assert _frames_in_wal(served_sqlite) > frames, "the WAL went on growing"
+
+
+def test_a_restart_gives_up_on_a_reader_that_stays_and_lets_the_writers_go(served_sqlite):
+    _associate(served_sqlite, *(f"a{i}" for i in range(5)))
+    reader = _reader_in_wal(served_sqlite)
+    _associate(served_sqlite, "beyond-the-reader")  # frames a checkpoint may copy only once it leaves
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        # It waits RESTART_WAIT_MS for the reader, not the 30 s of SQLite's busy timeout.
+        busy, _frames, _copied = pool.submit(served_sqlite.deps.uow.checkpoint_wal).result(timeout=10)
+    assert busy == 1
+    _associate(served_sqlite, "while-the-reader-stays")  # the gate was let go
+    reader.close()
 
 
 def test_elsewhere_writers_checkpoint_as_usual(app):

@@ -21,7 +21,7 @@ from opscm.service.retention import Retention
 from opscm.service.operations import LIGHT, OPERATIONS, STEPS
 from opscm.service.pagination import PageTokens
 from opscm.store.backup_files import FileBackupStorage, MemoryBackupStorage
-from opscm.store.database import CHECKPOINT_SECONDS, checkpoint_wal, is_shared_memory, migrate, open_database, sqlite_url
+from opscm.store.database import CHECKPOINT_SECONDS, is_shared_memory, migrate, open_database, sqlite_url
 from opscm.store.schema_version import schema_problem
 from opscm.service.server_cache import ServerCache
 from opscm.store.sql import SqlChefClients, SqlPuppetCas
@@ -162,7 +162,7 @@ class Application:
             ("opscm-retention", settings.retention_interval, lambda: retention.prune(self.deps)),
         ]
         if settings.checkpoint_apart and self.database.dialect.name == "sqlite":
-            tasks.append(("opscm-checkpoint", CHECKPOINT_SECONDS, lambda: checkpoint_wal(self.database)))
+            tasks.append(("opscm-checkpoint", CHECKPOINT_SECONDS, uow.checkpoint_wal))
         # An interval of 0 turns a task off (the mock's scheduler; tests that must not meet a window).
         self.periodic = [PeriodicTask(name, interval, task) for name, interval, task in tasks if interval > 0]
         regions = frozenset(check_regions(settings.regions))

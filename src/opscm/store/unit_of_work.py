@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine
 
 from opscm.service.ports import WouldWait
 
-from .database import BUSY_TIMEOUT_MS
+from .database import BUSY_TIMEOUT_MS, checkpoint_wal
 from .lean_connections import LOOP_WRITER, READER, WRITER, LeanConnections
 from .wal_sync import WalSync
 from .sql import (
@@ -292,6 +292,11 @@ class SqlUnitOfWorkFactory:
             yield
         finally:
             self._thread.not_waiting = False
+
+    def checkpoint_wal(self) -> tuple[int, int, int]:
+        """SQLite's WAL checkpointed (see store.database.checkpoint_wal), restarted behind the
+        writers' gate when it grew long."""
+        return checkpoint_wal(self.engine, self._gate)
 
     def close(self) -> None:
         """Close the hot path's own connections (the engine's pool is the engine's to dispose)."""
