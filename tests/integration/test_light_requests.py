@@ -14,6 +14,7 @@ import concurrent.futures
 import json
 import sqlite3
 import threading
+import time
 
 import psycopg
 import pytest
@@ -24,6 +25,7 @@ from opscm.protocol.json11 import HttpRequest, HttpResponse, joined_headers
 from opscm.service.ports import WouldWait
 from opscm.store import database
 from opscm.store.database import checkpoint_wal
+from opscm.store.sql import SqlAssociations
 from opscm.store import lean_connections
 from opscm.store.lean_connections import (
     LOOP_LOCK_TIMEOUT_MS,
@@ -517,6 +519,39 @@ def test_a_restart_gives_up_on_a_reader_that_stays_and_lets_the_writers_go(serve
     assert busy == 1
     _associate(served_sqlite, "while-the-reader-stays")  # the gate was let go
     reader.close()
+
+
+@pytest.fixture
+def store_polls(monkeypatch):
+    """How many polls were read from the store."""
+    reads = []
+    read = SqlAssociations.get
+    monkeypatch.setattr(SqlAssociations, "get", lambda self, token_hash: reads.append(token_hash) or read(self, token_hash))
+    return reads
+
+
+def test_the_poll_right_after_an_association_is_answered_without_reading_the_store(app, store_polls):
+    _healthy_server(app, "chef", "ChefAutomate")
+    status, answer = _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()})
+    assert status == 200, answer
+    poll = {"ServerName": "chef", "NodeAssociationStatusToken": answer["NodeAssociationStatusToken"]}
+    assert _served(app, "DescribeNodeAssociationStatus", poll)[1]["NodeAssociationStatus"] == "SUCCESS"
+    assert store_polls == []
+    # Once: a later poll (or one at another worker) reads the store, and gets the same answer.
+    assert _served(app, "DescribeNodeAssociationStatus", poll)[1]["NodeAssociationStatus"] == "SUCCESS"
+    assert len(store_polls) == 1
+
+
+def test_a_deleted_servers_association_is_not_answered_from_memory(app, store_polls):
+    _healthy_server(app, "chef", "ChefAutomate")
+    status, answer = _served(app, "AssociateNode", {"ServerName": "chef", "NodeName": "n1", "EngineAttributes": _chef_attributes()})
+    assert status == 200, answer
+    assert call(app, "DeleteServer", json.dumps({"ServerName": "chef"}).encode())[0] == 200
+    while app.jobs.run_pending() or app.jobs.unfinished():  # the deletion job: its rows go,
+        time.sleep(0.02)  # and this process forgets its outcomes
+    poll = {"ServerName": "chef", "NodeAssociationStatusToken": answer["NodeAssociationStatusToken"]}
+    status, answer = _served(app, "DescribeNodeAssociationStatus", poll)
+    assert (status, answer["__type"]) == (400, "ResourceNotFoundException")
 
 
 def test_elsewhere_writers_checkpoint_as_usual(app):

@@ -11,6 +11,7 @@ from opscm.domain.servers import Server
 
 from .pagination import PageTokens
 from .ports import BackupStorage, Clock, Engine, NoTelemetry, Telemetry, UnitOfWorkFactory
+from .recent_answers import RecentAnswers
 from .retention import Retention
 from .server_cache import ServerCache
 
@@ -58,6 +59,8 @@ class Dependencies:
     retention: Retention = Retention()
     api_ca_pem: str | None = None  # opscm's self-signed API certificate, pinned by user data
     telemetry: Telemetry = NoTelemetry()  # counts node changes for the metrics
+    # This process's own node changes, for the poll that follows each (see recent_answers).
+    recent_answers: RecentAnswers = dataclasses.field(default_factory=RecentAnswers)
 
     def engine_for_new(self, server: Server) -> Engine:
         """The engine a new server asks for (its OPSCM_BACKEND), checked against the configuration."""

@@ -59,6 +59,7 @@ def delete_server(deps: Dependencies, server_id: str, payload: dict) -> None:
         # Certificates, clients, associations and jobs of the server go with it (ON DELETE CASCADE).
         uow.servers.delete(server.id)
         uow.commit()
+    deps.recent_answers.forget_server(server.id)
     backups.remove_files(deps, unused_files)
 
 

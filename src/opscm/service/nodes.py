@@ -70,8 +70,10 @@ def change_is_light(deps: Dependencies, caller: Caller, params: dict) -> bool:
 
 def describe_node_association_status(deps: Dependencies, caller: Caller, params: dict) -> dict:
     hashed = token_hash(params["NodeAssociationStatusToken"])
-    with deps.uow(read_only=True, lean=True) as uow:
-        association = uow.associations.get(hashed)
+    association = deps.recent_answers.take(hashed)
+    if association is None:
+        with deps.uow(read_only=True, lean=True) as uow:
+            association = uow.associations.get(hashed)
     server = _cached_server(deps, caller, params["ServerName"])
     if association is not None and association.server_id != server.id:
         # A server deleted and made again under the same name since it was cached.
@@ -181,6 +183,7 @@ def _change_locally(
                 )
                 uow.associations.add(association, caller.account_id, caller.region)
                 uow.commit()
+            deps.recent_answers.put(association)
             deps.telemetry.node_changed(server.engine.engine, action, "success", applied)
             return
         except Conflict:
