@@ -55,7 +55,7 @@ def main() -> None:
             client.create_server(**create_server_params(name, engine))
             wait_for_status(client, name)
             started = time.perf_counter()
-            results, _, _ = drive([server.url], key, node_requests(engine, name, [f"n{i}" for i in range(args.nodes)], keys), 16, 2)
+            results, *_ = drive([server.url], key, node_requests(engine, name, [f"n{i}" for i in range(args.nodes)], keys), 16, 2)
             failed = sum(r[0] != "ok" for r in results)
             print(f"{engine:12} {args.nodes} associations in {time.perf_counter() - started:.1f} s, {failed} failed", flush=True)
         rss = ", ".join(f"{pid}:{peak_rss_mb(pid):.0f}" for pid in _tree(server.process.pid))
