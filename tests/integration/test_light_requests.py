@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import concurrent.futures
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -519,6 +520,40 @@ def test_a_restart_gives_up_on_a_reader_that_stays_and_lets_the_writers_go(serve
     assert busy == 1
     _associate(served_sqlite, "while-the-reader-stays")  # the gate was let go
     reader.close()
+
+
+def _wal_bytes(application) -> int:
+    return os.stat(f"{application.database.url.database}-wal").st_size
+
+
+def test_a_wal_started_over_keeps_its_file_and_a_short_one_is_truncated_once_the_storm_is_over(served_sqlite, monkeypatch):
+    # Cut back at each restart, a storm's WAL grew its file again every second, and the commits
+    # waiting for their sync stalled meanwhile: in a storm the file is written again in place.
+    monkeypatch.setattr(database, "WAL_SIZE_LIMIT", 4096)
+    gate = served_sqlite.deps.uow._gate
+    with served_sqlite.deps.uow(lean=True) as uow:  # no writer cuts it back as it starts over
+        assert uow._driver.execute("PRAGMA journal_size_limit").fetchone() == (-1,)
+    _associate(served_sqlite, *(f"a{i}" for i in range(5)))
+    grown = _wal_bytes(served_sqlite)
+    busy, frames, copied = checkpoint_wal(served_sqlite.database, gate)
+    assert frames > 20 and (busy, copied) == (0, frames)
+    _associate(served_sqlite, "after")
+    assert _frames_in_wal(served_sqlite) < 20, "the WAL started over"
+    assert _wal_bytes(served_sqlite) == grown > database.WAL_SIZE_LIMIT, "in place: its file kept its size"
+    # The storm over (a WAL short of RESTART_FRAMES), a file larger than WAL_SIZE_LIMIT is cut.
+    assert checkpoint_wal(served_sqlite.database, gate)[0] == 0
+    assert _wal_bytes(served_sqlite) == 0
+    _associate(served_sqlite, "later")
+    assert 0 < _wal_bytes(served_sqlite) < grown
+
+
+def test_a_short_wal_within_its_size_is_left_alone(served_sqlite):
+    gate = served_sqlite.deps.uow._gate
+    checkpoint_wal(served_sqlite.database, gate)  # the server's creation: started over
+    _associate(served_sqlite, "one")
+    before = _wal_bytes(served_sqlite)
+    busy, frames, copied = checkpoint_wal(served_sqlite.database, gate)
+    assert frames <= 20 and _wal_bytes(served_sqlite) == before > 0
 
 
 @pytest.fixture
