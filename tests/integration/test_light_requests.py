@@ -547,6 +547,20 @@ def test_a_wal_started_over_keeps_its_file_and_a_short_one_is_truncated_once_the
     assert 0 < _wal_bytes(served_sqlite) < grown
 
 
+def test_a_wal_file_left_long_by_the_storm_is_truncated_once_none_is_written_for_a_while(served_sqlite, monkeypatch):
+    monkeypatch.setattr(database, "WAL_SIZE_LIMIT", 4096)
+    gate = served_sqlite.deps.uow._gate
+    _associate(served_sqlite, *(f"a{i}" for i in range(5)))
+    checkpoint_wal(served_sqlite.database, gate)  # the storm's last restart: no commit after it,
+    assert _frames_in_wal(served_sqlite) > 20  # so the WAL still counts its frames
+    assert checkpoint_wal(served_sqlite.database, gate)[0] == 0 and _wal_bytes(served_sqlite) > 4096, "written just now"
+    wal = f"{served_sqlite.database.url.database}-wal"
+    quiet = time.time() - database.QUIET_SECONDS
+    os.utime(wal, (quiet, quiet))
+    assert checkpoint_wal(served_sqlite.database, gate)[0] == 0
+    assert _wal_bytes(served_sqlite) == 0
+
+
 def test_a_short_wal_within_its_size_is_left_alone(served_sqlite):
     gate = served_sqlite.deps.uow._gate
     checkpoint_wal(served_sqlite.database, gate)  # the server's creation: started over

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import ContextManager
 
@@ -100,6 +101,8 @@ CHECKPOINT_SECONDS = 1.0
 RESTART_FRAMES = 4096
 # How long a restart waits for readers still in the WAL before it gives up until the next one.
 RESTART_WAIT_MS = 20
+# A WAL not written for this long is quiet: its file may be truncated (see checkpoint_wal).
+QUIET_SECONDS = 1.0
 
 
 def checkpoint_wal(engine: Engine, gate: ContextManager | None = None) -> tuple[int, int, int]:
@@ -123,7 +126,8 @@ def checkpoint_wal(engine: Engine, gate: ContextManager | None = None) -> tuple[
     second grew again every second, and each time the commits waiting for their sync stalled
     (64 Chef clients: ~40 requests at 2.5x the median or more once a second; p99 2.2-2.9x the
     median, 1.9-2.1x in place). A file larger than ``WAL_SIZE_LIMIT`` is truncated (TRUNCATE)
-    once a checkpoint finds the WAL short, the storm over."""
+    once the storm is over: the WAL short again, or not written for ``QUIET_SECONDS`` (a WAL
+    restarted by the last checkpoint still counts its frames until the next commit)."""
     pooled = engine.raw_connection()
     try:
         driver = pooled.driver_connection
@@ -131,10 +135,11 @@ def checkpoint_wal(engine: Engine, gate: ContextManager | None = None) -> tuple[
         figures = tuple(driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
         if gate is None:
             return figures
-        if figures[1] > RESTART_FRAMES:
+        size, idle = _wal_file(f"{engine.url.database}-wal")
+        if size > WAL_SIZE_LIMIT and (figures[1] <= RESTART_FRAMES or idle >= QUIET_SECONDS):
+            mode = "TRUNCATE"  # the storm is over (a short WAL, or none written for a while)
+        elif figures[1] > RESTART_FRAMES:
             mode = "RESTART"
-        elif _file_size(f"{engine.url.database}-wal") > WAL_SIZE_LIMIT:
-            mode = "TRUNCATE"
         else:
             return figures
         with gate:
@@ -147,11 +152,13 @@ def checkpoint_wal(engine: Engine, gate: ContextManager | None = None) -> tuple[
         pooled.close()
 
 
-def _file_size(path: str) -> int:
+def _wal_file(path: str) -> tuple[int, float]:
+    """The WAL file's size, and the seconds since it was last written."""
     try:
-        return os.stat(path).st_size
+        status = os.stat(path)
     except FileNotFoundError:
-        return 0
+        return 0, 0.0
+    return status.st_size, time.time() - status.st_mtime
 
 
 def migrate(engine: Engine) -> None:
