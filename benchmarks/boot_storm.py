@@ -367,12 +367,13 @@ def _measure(store: str, args, keys, servers) -> None:
                 associate = [r[2] * 1000 for r in ok]
                 whole = [r[3] * 1000 for r in ok]
                 rate = len(ok) / wall
+                p50, p99 = _percentile(associate, .5), _percentile(associate, .99)
                 line = (
                     f"{store:10} {engine:12} clients={clients:3} nodes={len(results):5} "
-                    f"assoc/s={rate:8.1f} AssociateNode ms p50={_percentile(associate, .5):6.1f} "
-                    f"p95={_percentile(associate, .95):6.1f} p99={_percentile(associate, .99):6.1f} "
+                    f"assoc/s={rate:8.1f} AssociateNode ms p50={p50:6.1f} "
+                    f"p95={_percentile(associate, .95):6.1f} p99={p99:6.1f} "
                     f"association p99={_percentile(whole, .99):6.1f} "
-                    f"(AssociateNode p99/p50={_percentile(associate, .99) / max(_percentile(associate, .5), 1e-9):3.1f}x) errors={errors} "
+                    f"(AssociateNode p99/p50={p99 / max(p50, 1e-9):3.1f}x) errors={errors} "
                     f"server CPU ms/assoc={cpu * per_node:5.2f} (user {sum(user.values()) * per_node:.2f}"
                     f" + system {sum(system.values()) * per_node:.2f}) load generator CPU ms/assoc={client_cpu * per_node:4.2f}"
                     f" machine busy={busy * 100:3.0f}% connections={opened}"

@@ -522,8 +522,12 @@ def test_a_restart_gives_up_on_a_reader_that_stays_and_lets_the_writers_go(serve
     reader.close()
 
 
+def _wal(application) -> str:
+    return f"{application.database.url.database}-wal"
+
+
 def _wal_bytes(application) -> int:
-    return os.stat(f"{application.database.url.database}-wal").st_size
+    return os.stat(_wal(application)).st_size
 
 
 def test_a_wal_started_over_keeps_its_file_and_a_short_one_is_truncated_once_the_storm_is_over(served_sqlite, monkeypatch):
@@ -554,9 +558,8 @@ def test_a_wal_file_left_long_by_the_storm_is_truncated_once_none_is_written_for
     checkpoint_wal(served_sqlite.database, gate)  # the storm's last restart: no commit after it,
     assert _frames_in_wal(served_sqlite) > 20  # so the WAL still counts its frames
     assert checkpoint_wal(served_sqlite.database, gate)[0] == 0 and _wal_bytes(served_sqlite) > 4096, "written just now"
-    wal = f"{served_sqlite.database.url.database}-wal"
     quiet = time.time() - database.QUIET_SECONDS
-    os.utime(wal, (quiet, quiet))
+    os.utime(_wal(served_sqlite), (quiet, quiet))
     assert checkpoint_wal(served_sqlite.database, gate)[0] == 0
     assert _wal_bytes(served_sqlite) == 0
 
