@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 # Longer than any job runs; a crashed replica's job is taken over once its lease ends.
 LEASE_SECONDS = 120.0
 # A job queued by another worker (its wake reaches only its own process) starts within this.
+# One idle thread polls; the others sleep until woken, so an idle runner costs one read a poll.
 POLL_SECONDS = 0.25
 
 
@@ -24,6 +25,7 @@ class JobRunner:
         self._workers = workers
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._polling = threading.Lock()  # held by the one idle thread that polls
         self._threads: list[threading.Thread] = []
 
     def wake(self) -> None:
@@ -56,7 +58,7 @@ class JobRunner:
         while not self._stop.is_set():
             # A read first: the poll of an idle queue must not take SQLite's write lock, which a
             # boot storm's associations queue for.
-            with self._deps.uow(read_only=True) as uow:
+            with self._deps.uow(read_only=True, lean=True) as uow:
                 if not uow.jobs.claimable(self._deps.clock.now()):
                     return count
             with self._deps.uow() as uow:
@@ -64,6 +66,8 @@ class JobRunner:
                 uow.commit()
             if job is None:
                 return count
+            # This thread is busy now: another idle one takes over the polling (and any more jobs).
+            self._wake.set()
             run_job(self._deps, job)
             count += 1
         return count
@@ -87,7 +91,12 @@ class JobRunner:
                 self.run_pending()
             except Exception:  # noqa: BLE001 - keep the runner alive across a store hiccup
                 log.exception("job runner error")
-            self._wake.wait(POLL_SECONDS)
+            polls = self._polling.acquire(blocking=False)
+            try:
+                self._wake.wait(POLL_SECONDS if polls else None)
+            finally:
+                if polls:
+                    self._polling.release()
 
 
 class PeriodicTask:

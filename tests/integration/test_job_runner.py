@@ -1,0 +1,85 @@
+"""The job runner's threads: one idle thread polls the store, and a busy one hands polling on."""
+
+import threading
+import time
+
+import boto3
+import pytest
+
+from opscm.app import job_runner
+from opscm.mock import OpsWorksCMMock
+from opscm.service import jobs
+from opscm.store.sql.jobs import SqlJobs
+from tests.support.requests import create_server_params
+
+WAIT_SECONDS = 30.0  # a generous bound for a busy CI machine; nothing is timed
+
+
+def _until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def fast_polls(monkeypatch):
+    monkeypatch.setattr(job_runner, "POLL_SECONDS", 0.005)
+
+
+def _server_id(mock: OpsWorksCMMock) -> str:
+    client = boto3.client("opsworkscm", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    mock.attach(client)
+    client.create_server(**create_server_params("jobs", "ChefAutomate"))
+    mock.wait_for_jobs()
+    with mock.app.deps.uow(read_only=True) as uow:
+        return uow.servers.get("123456789012", "us-east-1", "jobs").id
+
+
+def test_an_idle_runner_polls_from_one_thread(fast_polls, monkeypatch):
+    polls: list[str] = []
+    claimable = SqlJobs.claimable
+
+    def counted(self, now):
+        polls.append(threading.current_thread().name)
+        return claimable(self, now)
+
+    monkeypatch.setattr(SqlJobs, "claimable", counted)
+    with OpsWorksCMMock(run_jobs=False) as mock:
+        runner = job_runner.JobRunner(workers=3)
+        runner.bind(mock.app.deps)
+        runner.start()
+        try:
+            _until(lambda: len(polls) >= 40, "40 polls")
+        finally:
+            runner.stop()
+    per_thread = sorted(polls.count(name) for name in set(polls))
+    # Each thread looks once as it starts; after that only the polling thread asks the store.
+    assert len(per_thread) == 3
+    assert per_thread[:2] == [1, 1]
+
+
+def test_a_job_queued_elsewhere_starts_while_another_job_runs(fast_polls, monkeypatch):
+    release = threading.Event()
+    started: list[str] = []
+
+    def slow(deps, server_id, payload):
+        started.append(payload["name"])
+        if payload["name"] == "first":
+            release.wait(WAIT_SECONDS)
+
+    monkeypatch.setitem(jobs.JOB_KINDS, "test-slow", slow)
+    with OpsWorksCMMock() as mock:
+        server_id = _server_id(mock)
+        deps = mock.app.deps
+        try:
+            for name in ("first", "second"):
+                # Written straight to the store, as another worker process would: no wake here.
+                with deps.uow() as uow:
+                    uow.jobs.add("test-slow", server_id, deps.clock.now(), {"name": name})
+                    uow.commit()
+                _until(lambda: name in started, f"job {name} to start")
+            assert started == ["first", "second"]
+        finally:
+            release.set()
+        mock.wait_for_jobs()
