@@ -160,15 +160,19 @@ def _change_locally(
         now = deps.clock.now()
         try:
             with deps.uow(lean=True) as uow:
-                check_current(uow, server)
                 # The name first: a concurrent change of it waits here, or finds it taken.
                 claim = NodeClaim(server.id, name, NodeState.ASSOCIATED, hashed, prepared.ref, now)
-                if action is AssociationAction.DISASSOCIATE:
-                    taken = uow.nodes.release(server.id, name, token_hash=holder.token_hash)
-                elif holder is None:
-                    taken = uow.nodes.claim(claim)
+                if action is AssociationAction.ASSOCIATE and holder is None:
+                    # The common case: the server's check goes with the claim, in one statement.
+                    taken = uow.nodes.claim(claim, server_revision=server.revision)
+                    if not taken:
+                        check_current(uow, server)  # a changed server, else the name is held
                 else:
-                    taken = uow.nodes.take_over(claim, expected_token_hash=holder.token_hash)
+                    check_current(uow, server)
+                    if action is AssociationAction.DISASSOCIATE:
+                        taken = uow.nodes.release(server.id, name, token_hash=holder.token_hash)
+                    else:
+                        taken = uow.nodes.take_over(claim, expected_token_hash=holder.token_hash)
                 if not taken:
                     raise Conflict(name)
                 applied = engine.commit_change(uow, server, prepared)

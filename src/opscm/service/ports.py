@@ -139,8 +139,9 @@ class TagRepository(Protocol):
 class NodeRepository(Protocol):
     """Who holds each node name (see opscm.domain.nodes); every change is a compare-and-set."""
 
-    def claim(self, claim: NodeClaim) -> bool:
-        """Take a free name; False when it is held."""
+    def claim(self, claim: NodeClaim, *, server_revision: int | None = None) -> bool:
+        """Take a free name; False when it is held, or (given ``server_revision``) when the
+        server's row is not at that revision (see ``ServerRepository.current``)."""
     def take_over(self, claim: NodeClaim, *, expected_token_hash: str) -> bool: ...
     def release(self, server_id: str, name: str, *, token_hash: str) -> bool: ...
     def release_refs(self, server_id: str, refs: Iterable[str]) -> int: ...

@@ -1,12 +1,12 @@
-"""A PostgreSQL writer connection in pipeline mode: a lean transaction in three round trips.
+"""A PostgreSQL writer connection in pipeline mode: a lean transaction in two round trips.
 
 psycopg sends a statement and waits for its answer, and its transactions add a BEGIN and a
-COMMIT round trip of their own: a Chef or Puppet association (the server's status, the name's
-claim, the key or certificate, the token) took six. In pipeline mode a statement whose answer
-is not read yet waits in the connection's buffer and leaves with the next one that must be
-answered: BEGIN goes with the status read, the claim is the second round trip, and the last
-inserts go with the COMMIT. Every round trip is a wake-up of PostgreSQL and of the waiting
-thread (or of the event loop, which then waits), on the same cores.
+COMMIT round trip of their own: a Chef or Puppet association (the name's claim, which checks the
+server's row in the same statement; the key or certificate; the token) took five. In pipeline
+mode a statement whose answer is not read yet waits in the connection's buffer and leaves with
+the next one that must be answered: BEGIN goes with the claim, and the last inserts go with the
+COMMIT. Every round trip is a wake-up of PostgreSQL and of the waiting thread (or of the event
+loop, which then waits), on the same cores.
 
 The connection is in autocommit mode and stays in pipeline mode as long as it lives: BEGIN and
 COMMIT are statements of the pipeline (psycopg's own transactions would sync after BEGIN, and
