@@ -6,7 +6,8 @@ Chef nodes send RSA-2048 public keys. Levels of concurrent clients run one after
 against the same servers; every figure of a run is measured in that run.
 
     .venv/bin/python benchmarks/boot_storm.py                      # 2,000 nodes per engine, 1/8/64 clients, SQLite
-    .venv/bin/python benchmarks/boot_storm.py --stores sqlite,postgresql --replicas 2 --workers 1
+    .venv/bin/python benchmarks/boot_storm.py --stores sqlite,postgresql
+    .venv/bin/python benchmarks/boot_storm.py --stores postgresql --workers 1 --replicas 1,2 --rounds 3 --clients 8
 
 Printed per store, engine and level: associations/s, AssociateNode latency p50/p95/p99, whole
 association p99, AssociateNode's p99 over its p50, errors, the server's CPU milliseconds per association (/proc, every process
@@ -18,6 +19,10 @@ time a worker holding more than its share asked a client to reconnect), peak RSS
 process, and (Puppet) the machine's signing ceiling:
 opscm's own CSR check + signing on all cores, without HTTP or database, measured in this run,
 with the server's CPU per association beyond one check + signature (as the ceiling made them).
+With several replica counts (``--replicas 1,2``), each level runs against the first N replicas
+of the same set in turn, ``--rounds`` times interleaved, and each round's rate is set beside the
+first count's rate of the same round: a ratio measured in one run, on a machine whose speed
+drifts from minute to minute.
 A script, not a test: it asserts nothing.
 """
 
@@ -30,6 +35,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -313,7 +319,7 @@ def serve(store: str, root: Path, args, database_url: str | None):
     if database_url:
         extra += ["--database-url", database_url]
     servers = []
-    for i in range(args.replicas if database_url else 1):
+    for i in range(max(args.replicas) if database_url else 1):
         servers.append(start_server(root / f"replica{i}", *extra))
     return servers
 
@@ -334,8 +340,8 @@ def _measure(store: str, args, keys, servers) -> None:
     try:
         admin = servers[0].client()
         key_id, secret = servers[0].access_key
-        urls = [s.url for s in servers]
-        pids = [pid for s in servers for pid in _tree(s.process.pid)]
+        every_pid = [pid for s in servers for pid in _tree(s.process.pid)]
+        counts = args.replicas if store == "postgresql" else [1]
         for engine in args.engines:
             name = f"storm-{engine.lower()[:5]}"
             admin.create_server(**create_server_params(name, engine))
@@ -344,10 +350,14 @@ def _measure(store: str, args, keys, servers) -> None:
             if engine == "Puppet":
                 sample = [(f"ceiling-{i}", _csr(f"ceiling-{i}", keys[i % len(keys)])) for i in range(64)]
                 ceiling = signing_ceiling(args.ca_key_bits, sample)
-            for clients in args.clients:
-                names = [f"n{clients}-{i}" for i in range(args.nodes)]
+            rates: dict[tuple[int, int], list[float]] = {}
+            levels = [(c, r, n) for c in args.clients for r in range(args.rounds) for n in counts]
+            for clients, round_, replicas in levels:
+                names = [f"n{clients}-{replicas}-{round_}-{i}" for i in range(args.nodes)]
                 requests = node_requests(engine, name, names, keys)
-                pids = [pid for s in servers for pid in _tree(s.process.pid)]
+                urls = [s.url for s in servers[:replicas]]
+                # The replicas this level drives (an idle one's few ticks are left out).
+                pids = [pid for s in servers[:replicas] for pid in _tree(s.process.pid)]
                 database_before = cpu_seconds(postgres_pids()) if store == "postgresql" else {}
                 cpu_before, machine_before = cpu_seconds(pids), machine_ticks()
                 results, wall, client_cpu, opened = drive(urls, (key_id, secret, "us-east-1"), requests, clients, args.client_processes)
@@ -367,9 +377,11 @@ def _measure(store: str, args, keys, servers) -> None:
                 associate = [r[2] * 1000 for r in ok]
                 whole = [r[3] * 1000 for r in ok]
                 rate = len(ok) / wall
+                rates.setdefault((clients, replicas), []).append(rate)
                 p50, p99 = _percentile(associate, .5), _percentile(associate, .99)
+                shown = f"replicas={replicas} " if len(counts) > 1 else ""
                 line = (
-                    f"{store:10} {engine:12} clients={clients:3} nodes={len(results):5} "
+                    f"{store:10} {engine:12} {shown}clients={clients:3} nodes={len(results):5} "
                     f"assoc/s={rate:8.1f} AssociateNode ms p50={p50:6.1f} "
                     f"p95={_percentile(associate, .95):6.1f} p99={p99:6.1f} "
                     f"association p99={_percentile(whole, .99):6.1f} "
@@ -392,11 +404,25 @@ def _measure(store: str, args, keys, servers) -> None:
                 print(line, flush=True)
                 if errors:
                     print("   errors:", sorted({str(r[1]) for r in results if r[0] != "ok"})[:5], flush=True)
-        rss = ", ".join(f"{pid}:{peak_rss_mb(pid):.0f}" for pid in pids)
+            _print_replica_ratios(store, engine, args.clients, counts, rates)
+        rss = ", ".join(f"{pid}:{peak_rss_mb(pid):.0f}" for pid in every_pid)
         print(f"{store:10} peak RSS MB per server process: {rss}", flush=True)
     finally:
         for server in servers:
             server.stop()
+
+
+def _print_replica_ratios(store: str, engine: str, levels, counts, rates) -> None:
+    """Each count's rate over the first count's, round by round (the rounds interleave them)."""
+    for clients in levels:
+        base = rates[(clients, counts[0])]
+        for replicas in counts[1:]:
+            ratios = [rate / first for rate, first in zip(rates[(clients, replicas)], base)]
+            print(
+                f"{store:10} {engine:12} clients={clients:3} {replicas} replicas against {counts[0]}: "
+                f"median {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)})",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -406,12 +432,16 @@ def main() -> None:
     parser.add_argument("--engines", default="Puppet,ChefAutomate", help="engines (default Puppet,ChefAutomate)")
     parser.add_argument("--stores", default="sqlite", help="sqlite, postgresql or both (default sqlite)")
     parser.add_argument("--workers", type=int, help="opscm serve --workers (default: opscm's own, the number of CPUs)")
-    parser.add_argument("--replicas", type=int, default=1, help="opscm serve replicas on one PostgreSQL (default 1)")
+    parser.add_argument(
+        "--replicas", default="1", help="opscm serve replicas on one PostgreSQL; several counts (1,2) are compared (default 1)"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each level, interleaved across replica counts (default 1)")
     parser.add_argument("--ca-key-bits", type=int, default=4096, help="Puppet CA size (default 4096)")
     parser.add_argument("--client-processes", type=int, default=2, help="load generator processes (default 2)")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     args.engines = [e.strip() for e in args.engines.split(",")]
+    args.replicas = [int(r) for r in args.replicas.split(",")]
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; command: {' '.join(sys.argv)}", flush=True)
     keys = _keys(KEYS)
     for store in args.stores.split(","):
