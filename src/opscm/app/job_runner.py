@@ -91,6 +91,8 @@ class JobRunner:
                 self.run_pending()
             except Exception:  # noqa: BLE001 - keep the runner alive across a store hiccup
                 log.exception("job runner error")
+            if self._stop.is_set():  # stop's wake may have come before the clear above
+                return
             polls = self._polling.acquire(blocking=False)
             try:
                 self._wake.wait(POLL_SECONDS if polls else None)
