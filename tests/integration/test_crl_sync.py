@@ -7,7 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from opscm.crl_sync import CrlSource, CrlSyncError, checked_crl, sync_once
 from opscm.pki import CaSigner, create_ca
 from tests.support.http_files import DocumentServer
+from tests.support.waiting import wait_for
 
 NOW = datetime.now(timezone.utc)
 CRL_PATH = "/certificate_revocation_list/ca"
@@ -258,13 +258,6 @@ def test_a_file_of_another_ca_is_replaced(server, out_dir, signer, other_signer)
 # --- the loop -------------------------------------------------------------------------------
 
 
-def _wait_for(predicate, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_the_loop_follows_new_numbers_and_stops_cleanly_on_sigterm(server, out_dir, signer):
     out = out_dir / "crl.pem"
     server.serve(CRL_PATH, crl(signer, 1))
@@ -273,12 +266,12 @@ def test_the_loop_follows_new_numbers_and_stops_cleanly_on_sigterm(server, out_d
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
     )
     try:
-        _wait_for(lambda: out.exists() and number_in(out) == 1)
+        wait_for(lambda: out.exists() and number_in(out) == 1)
         server.serve(CRL_PATH, "garbage")  # a failing round: logged, the loop goes on
         served = len(server.requests)
-        _wait_for(lambda: len(server.requests) > served + 1)
+        wait_for(lambda: len(server.requests) > served + 1)
         server.serve(CRL_PATH, crl(signer, 2, revoked=[3]))
-        _wait_for(lambda: number_in(out) == 2)
+        wait_for(lambda: number_in(out) == 2)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
     finally:

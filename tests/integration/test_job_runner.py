@@ -1,7 +1,6 @@
 """The job runner's threads: one idle thread polls the store, and a busy one hands polling on."""
 
 import threading
-import time
 
 import boto3
 import pytest
@@ -11,15 +10,9 @@ from opscm.mock import OpsWorksCMMock
 from opscm.service import jobs
 from opscm.store.sql.jobs import SqlJobs
 from tests.support.requests import create_server_params
+from tests.support.waiting import wait_for
 
 WAIT_SECONDS = 30.0  # a generous bound for a busy CI machine; nothing is timed
-
-
-def _until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting for {what}"
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -50,7 +43,7 @@ def test_an_idle_runner_polls_from_one_thread(fast_polls, monkeypatch):
         runner.bind(mock.app.deps)
         runner.start()
         try:
-            _until(lambda: len(polls) >= 40, "40 polls")
+            wait_for(lambda: len(polls) >= 40, WAIT_SECONDS, "40 polls")
         finally:
             runner.stop()
     per_thread = sorted(polls.count(name) for name in set(polls))
@@ -78,7 +71,7 @@ def test_a_job_queued_elsewhere_starts_while_another_job_runs(fast_polls, monkey
                 with deps.uow() as uow:
                     uow.jobs.add("test-slow", server_id, deps.clock.now(), {"name": name})
                     uow.commit()
-                _until(lambda: name in started, f"job {name} to start")
+                wait_for(lambda: name in started, WAIT_SECONDS, f"job {name} to start")
             assert started == ["first", "second"]
         finally:
             release.set()

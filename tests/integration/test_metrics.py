@@ -7,7 +7,6 @@ import math
 import os
 import re
 import signal
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +21,7 @@ from opscm.app.metrics import LATENCY_BUCKETS
 from tests.support.in_process import call
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 from tests.support.server import start_server, wait_for_status
+from tests.support.waiting import wait_for
 
 WORKER = re.compile(r"opscm\.serving: worker \d+ of \d+ serving as pid (?P<pid>\d+)")
 NODE_CERT_SECONDS = 5 * 365 * 86400  # the built-in CA's node certificates
@@ -57,14 +57,6 @@ def _associations_answered_by(shared: Path, pid: int) -> float:
         for sample in family.samples
         if sample.name == "opscm_requests_total" and sample.labels.get("operation") == "AssociateNode"
     )
-
-
-def _wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
-        time.sleep(0.05)
-    return found
 
 
 def test_counts_are_summed_over_two_workers(tmp_path, monkeypatch):
@@ -153,11 +145,11 @@ def test_counts_are_summed_over_two_workers(tmp_path, monkeypatch):
 
         # A worker killed: its counts stay in the sums, its share of the live gauge goes.
         os.kill(workers[1], signal.SIGKILL)
-        restarted = _wait_for(
+        restarted = wait_for(
             lambda: [int(m["pid"]) for line in server.output if "(restarted)" in line and (m := WORKER.search(line))], 20,
             "a restarted worker",
         )[0]
-        _wait_for(lambda: (shared / f"gauge_livesum_{restarted}.db").exists(), 20, "the new worker's metrics")
+        wait_for(lambda: (shared / f"gauge_livesum_{restarted}.db").exists(), 20, "the new worker's metrics")
         _, after = _scrape(server.url)
         assert _value(after, "opscm_worker_processes") == 2
         assert _value(after, "opscm_associations_total", engine="Puppet", outcome="success") == puppet

@@ -22,6 +22,7 @@ from tests.support.http_wire import Answers, api_request, connect
 from tests.support.postgres import fresh_database
 from tests.support.requests import create_server_params
 from tests.support.server import start_server, wait_for_status
+from tests.support.waiting import wait_for
 
 LEADS = re.compile(r"opscm\.leadership: process (?P<pid>\d+) leads")
 WORKER = re.compile(r"opscm\.serving: worker (?P<index>\d+) of (?P<count>\d+) serving as pid (?P<pid>\d+)")
@@ -33,15 +34,6 @@ def _leaders(server, since: int = 0) -> list[int]:
 
 def _workers(server) -> list[int]:
     return [int(m["pid"]) for line in server.output if (m := WORKER.search(line))]
-
-
-def _wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.05)
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -58,7 +50,7 @@ def _run_the_model(tmp_path: Path, *store_args: str) -> None:
         assert sum("opscm: serving on" in line for line in server.output) == 1, "one ready line"
         workers = _workers(server)
         assert len(workers) == 2 and server.process.pid not in workers
-        leader = _wait_for(lambda: _leaders(server), 10, "a leader")[0]
+        leader = wait_for(lambda: _leaders(server), 10, "a leader")[0]
         assert leader in workers
         client = server.client()
         # Both workers answer (concurrent requests over separate connections), over TLS.
@@ -73,11 +65,11 @@ def _run_the_model(tmp_path: Path, *store_args: str) -> None:
         since = len(server.output)
         killed_at = time.monotonic()
         os.kill(leader, signal.SIGKILL)
-        new_leader = _wait_for(lambda: _leaders(server, since), 10, "a new leader")[0]
+        new_leader = wait_for(lambda: _leaders(server, since), 10, "a new leader")[0]
         takeover = time.monotonic() - killed_at
         print(f"leader takeover after kill -9: {takeover:.2f}s")
         assert new_leader != leader and new_leader in _workers(server)
-        _wait_for(lambda: any("(restarted)" in line for line in server.output[since:]), 10, "a restarted worker")
+        wait_for(lambda: any("(restarted)" in line for line in server.output[since:]), 10, "a restarted worker")
         client.create_server(**create_server_params("after", "Puppet"))
         wait_for_status(client, "after")  # the new leader's job runner ran it
 
@@ -111,7 +103,7 @@ def test_workers_end_with_their_supervisor(tmp_path):
     server = start_server(tmp_path, "--ca-key-bits", "2048", "--workers", "2")
     workers = _workers(server)
     server.stop(signal.SIGKILL)  # no chance to stop them: the kernel tells them (PR_SET_PDEATHSIG)
-    _wait_for(lambda: not [pid for pid in workers if _alive(pid)], 10, "the workers' end")
+    wait_for(lambda: not [pid for pid in workers if _alive(pid)], 10, "the workers' end")
 
 
 def _sockets_of(pid: int, port: int, state: str) -> set[str]:
@@ -184,7 +176,7 @@ def test_keep_alive_clients_placed_unevenly_are_evened_out_over_the_workers(tmp_
         port = int(server.url.rsplit(":", 1)[1])
         workers = _workers(server)
         opened = [connect(server) for _ in range(16)]
-        _wait_for(lambda: sum(len(_peer_ports(pid, port)) for pid in workers) == 16, 10, "16 connections held")
+        wait_for(lambda: sum(len(_peer_ports(pid, port)) for pid in workers) == 16, 10, "16 connections held")
         held = [_peer_ports(pid, port) for pid in workers]
         busy = max(0, 1, key=lambda index: len(held[index]))  # at least 8 of the 16
         keep = set(sorted(held[busy])[:7]) | set(sorted(held[1 - busy])[:1])
@@ -194,7 +186,7 @@ def test_keep_alive_clients_placed_unevenly_are_evened_out_over_the_workers(tmp_
                 clients.append([connection, Answers(connection)])
             else:
                 connection.close()
-        _wait_for(lambda: [len(_peer_ports(pid, port)) for pid in workers] in ([7, 1], [1, 7]), 10, "7 and 1")
+        wait_for(lambda: [len(_peer_ports(pid, port)) for pid in workers] in ([7, 1], [1, 7]), 10, "7 and 1")
         time.sleep(0.2)  # the workers have seen the others close
         # Unsigned: refused in the fast lane, which is all this needs.
         request = api_request("DescribeNodeAssociationStatus", {"ServerName": "any", "NodeAssociationStatusToken": "any"})
@@ -218,7 +210,7 @@ def test_keep_alive_clients_placed_unevenly_are_evened_out_over_the_workers(tmp_
             if reconnected == before:
                 break
         assert reconnected >= 3
-        _wait_for(lambda: [len(_peer_ports(pid, port)) for pid in workers] == [4, 4], 10, "4 and 4")
+        wait_for(lambda: [len(_peer_ports(pid, port)) for pid in workers] == [4, 4], 10, "4 and 4")
         print(f"evened out after {reconnected} reconnections in {rounds} rounds")
         metrics_url = next(m[1] for line in server.output if (m := re.search(r"opscm: metrics on (\S+)$", line.strip())))
         scraped = {
