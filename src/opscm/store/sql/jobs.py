@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 
 from opscm.service.ports import (
     Job,
@@ -12,6 +12,11 @@ from opscm.service.ports import (
 
 from .. import schema as t
 from .base import Repository
+
+# Which jobs may be claimed, in one place for the idle poll (a lean read) and the claim itself
+# (plain SQL too, so both read the same words).
+_LEASE_FREE = "(lease_until IS NULL OR lease_until < :now)"
+_CLAIMABLE = f"state = 'pending' AND {_LEASE_FREE} AND (run_after IS NULL OR run_after <= :now)"
 
 
 class SqlJobs(Repository):
@@ -42,37 +47,25 @@ class SqlJobs(Repository):
 
     def claim(self, now: datetime, lease_seconds: float) -> Job | None:
         """Take the oldest pending job whose lease is free; the lease outlives a crashed worker."""
-        c = t.jobs.c
-        free = _free(now)
-        row = self._db.execute(_claimable(now).order_by(c.id).limit(1)).mappings().first()
+        sql, at = self._sql, self._sql.time(now)
+        row = sql.first(
+            f"SELECT id, kind, server_id, attempts, payload, created_at FROM jobs WHERE {_CLAIMABLE} ORDER BY id LIMIT 1",
+            {"now": at},
+        )
         if row is None:
             return None
-        taken = self._db.execute(
-            update(t.jobs)
-            .where(c.id == row["id"], free)
-            .values(lease_until=now + timedelta(seconds=lease_seconds), attempts=c.attempts + 1)
-        )
-        if taken.rowcount != 1:
+        job_id, kind, server_id, attempts, payload, created_at = row
+        lease = sql.time(now + timedelta(seconds=lease_seconds))
+        if not sql.changed(
+            f"UPDATE jobs SET lease_until = :lease, attempts = attempts + 1 WHERE id = :id AND {_LEASE_FREE}",
+            {"lease": lease, "id": job_id, "now": at},
+        ):
             return None
-        return Job(
-            id=row["id"],
-            kind=row["kind"],
-            server_id=row["server_id"],
-            attempts=row["attempts"] + 1,
-            payload=row["payload"],
-            created_at=row["created_at"],
-        )
+        return Job(job_id, kind, server_id, attempts + 1, sql.read_json(payload), sql.read_time(created_at))
 
     def claimable(self, now: datetime) -> bool:
-        # Plain SQL (a lean read): the idle runner asks this four times a second.
-        return (
-            self._sql.first(
-                "SELECT 1 FROM jobs WHERE state = 'pending' AND (lease_until IS NULL OR lease_until < :now) "
-                "AND (run_after IS NULL OR run_after <= :now) LIMIT 1",
-                {"now": self._sql.time(now)},
-            )
-            is not None
-        )
+        # A lean read: the idle runner asks this four times a second.
+        return self._sql.first(f"SELECT 1 FROM jobs WHERE {_CLAIMABLE} LIMIT 1", {"now": self._sql.time(now)}) is not None
 
     def finish(self, job_id: int, *, error: str | None = None) -> None:
         self._db.execute(
@@ -97,12 +90,3 @@ class SqlJobs(Repository):
         return self._delete_some(t.jobs, c.id, (c.created_at < before) & (c.state != "pending"), limit)
 
 
-def _free(now: datetime):
-    c = t.jobs.c
-    return or_(c.lease_until.is_(None), c.lease_until < now)
-
-
-def _claimable(now: datetime):
-    c = t.jobs.c
-    due = or_(c.run_after.is_(None), c.run_after <= now)
-    return select(t.jobs).where(c.state == "pending", _free(now), due)
