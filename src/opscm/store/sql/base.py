@@ -14,6 +14,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, select
 
+# How SQLAlchemy stores a DATETIME in SQLite (its isoformat(" ", "microseconds") of the naive UTC
+# time; %-formatting is the cheapest way to write it).
+_SQLITE_TIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -27,6 +30,9 @@ class Sql:
         self.sqlite = dialect == "sqlite"
         # Row locks that keep a read value until the transaction ends (SQLite's write lock does).
         self.for_share = "" if self.sqlite else " FOR SHARE"
+        # The last time converted: a transaction stores its one "now" in several rows.
+        self._moment: datetime | None = None
+        self._stored: str | datetime | None = None
 
     def execute(self, statement: str, params: dict | None = None):
         cursor = self._connection.cursor()
@@ -46,10 +52,15 @@ class Sql:
         """A value for a ``UtcDateTime`` column."""
         if moment is None:
             return None
-        if moment.tzinfo is not timezone.utc:  # the clock's own times are UTC already
-            moment = moment.astimezone(timezone.utc)
+        if moment is self._moment:
+            return self._stored
+        utc = moment if moment.tzinfo is timezone.utc else moment.astimezone(timezone.utc)  # the clock's are UTC
         # SQLAlchemy's SQLite DATETIME storage format, so Core reads what this wrote.
-        return moment.replace(tzinfo=None).isoformat(" ", "microseconds") if self.sqlite else moment
+        stored = _SQLITE_TIME % (
+            utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond
+        ) if self.sqlite else utc
+        self._moment, self._stored = moment, stored
+        return stored
 
     @staticmethod
     def read_time(value) -> datetime | None:
