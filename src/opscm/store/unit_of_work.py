@@ -38,31 +38,37 @@ from .sql.base import Sql, sql_of
 # PostgreSQL's lock_not_available: a statement of the event loop's gave up on a row lock.
 LOCK_NOT_AVAILABLE = "55P03"
 
-_REPOSITORIES = {
-    "servers": SqlServers,
-    "associations": SqlAssociations,
-    "jobs": SqlJobs,
-    "nodes": SqlNodes,
-    "access_keys": SqlAccessKeys,
-    "events": SqlEvents,
-    "backups": SqlBackups,
-    "tags": SqlTags,
-}
+class _Repository:
+    """A repository made on first use, on its unit of work's transaction, then kept in the unit
+    of work's own attributes (a plain attribute read from then on)."""
+
+    def __init__(self, kind):
+        self._kind = kind
+
+    def __set_name__(self, owner, name: str) -> None:
+        self._name = name
+
+    def __get__(self, uow, owner=None):
+        if uow is None:
+            return self
+        made = uow.__dict__[self._name] = self._kind(uow._core, uow._sql)
+        return made
 
 
 class _Repositories:
-    """Repositories made when first used, all on this unit of work's transaction."""
+    """Every repository on this unit of work's transaction."""
 
     _core: Connection | None
     _sql: Sql
 
-    def __getattr__(self, name: str):
-        repository = _REPOSITORIES.get(name)
-        if repository is None:
-            raise AttributeError(name)
-        made = repository(self._core, self._sql)
-        setattr(self, name, made)
-        return made
+    servers = _Repository(SqlServers)
+    associations = _Repository(SqlAssociations)
+    jobs = _Repository(SqlJobs)
+    nodes = _Repository(SqlNodes)
+    access_keys = _Repository(SqlAccessKeys)
+    events = _Repository(SqlEvents)
+    backups = _Repository(SqlBackups)
+    tags = _Repository(SqlTags)
 
     def bind(self, repository):
         """An engine's own repository on this transaction."""
