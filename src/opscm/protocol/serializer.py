@@ -101,7 +101,7 @@ def _structure(shape: Shape) -> Serialize:
     plan: dict[str, tuple[str, Serialize]] = {}
 
     def serialize(data: Any) -> dict:
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):  # the ABC's check only for others
             raise _expected("a mapping", data)
         if not plan:
             plan.update(
@@ -128,7 +128,7 @@ def _list(shape: Shape) -> Serialize:
     member = shape.member
 
     def serialize(value: Any) -> list:
-        if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        if type(value) is not list and (isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__")):
             raise _expected("a sequence", value)
         item_serializer = _serializer(member)
         out = []
