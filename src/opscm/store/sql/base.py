@@ -43,9 +43,15 @@ class Sql:
         return self.execute(statement, params).fetchone()
 
     def changed(self, statement: str, params: dict | None = None) -> bool:
-        """Whether an UPDATE or DELETE of at most one row changed one. Told by a returned row,
-        not the row count: a pipelined PostgreSQL writer knows that count only once the pipeline
-        syncs (see store.pipelined_writer), and reading the row is one round trip."""
+        """Whether an INSERT, UPDATE or DELETE of at most one row wrote one (an INSERT ... ON
+        CONFLICT DO NOTHING that met its conflict did not). SQLite counts the row at once, as
+        the statement ends (RETURNING would gather its rows in a temporary table first: a
+        third of a small INSERT's cost). PostgreSQL tells by a returned row, not the row count:
+        psycopg does not count the rows of ON CONFLICT DO NOTHING, and a pipelined writer knows
+        the count only once the pipeline syncs (see store.pipelined_writer), where reading the
+        row is one round trip."""
+        if self.sqlite:
+            return self.execute(statement, params).rowcount > 0
         return self.first(f"{statement} RETURNING 1", params) is not None
 
     def time(self, moment: datetime | None):

@@ -22,7 +22,6 @@ class SqlNodes(Repository):
         With ``server_revision``, also False unless the server's row is at that revision, which
         is then held as ``SqlServers.current`` holds it: the association's check of its server
         and its claim in one statement (on PostgreSQL, one round trip fewer)."""
-        # RETURNING tells what happened (psycopg does not count rows of ON CONFLICT DO NOTHING).
         if server_revision is None:
             source, params = "VALUES (:server_id, :name, :state, :token_hash, :ref, :changed_at)", self._row(claim)
         else:
@@ -32,10 +31,7 @@ class SqlNodes(Repository):
             )
             # The id a second time under its own name: PostgreSQL types each parameter once.
             params = {**self._row(claim), "server": claim.server_id, "revision": server_revision}
-        taken = self._sql.first(
-            f"INSERT INTO nodes ({_COLUMNS}) {source} ON CONFLICT (server_id, name) DO NOTHING RETURNING name", params
-        )
-        return taken is not None
+        return self._sql.changed(f"INSERT INTO nodes ({_COLUMNS}) {source} ON CONFLICT (server_id, name) DO NOTHING", params)
 
     def take_over(self, claim: NodeClaim, *, expected_token_hash: str) -> bool:
         """Hand the name to ``claim`` if ``expected_token_hash`` still holds it."""
