@@ -36,6 +36,12 @@ def is_shared_memory(url) -> bool:
     return "vfs=memdb" in str(url)
 
 
+# The mock's database in memory: each page a transaction first writes is copied whole into the
+# rollback journal, so pages half the usual 4 KiB cost a mocked association ~4% fewer
+# instructions (1 KiB saves no more, and would split a Puppet certificate's row).
+MEMORY_PAGE_SIZE = 2048
+
+
 def open_database(url: str, *, durable: bool = True) -> Engine:
     """``durable=False`` (the in-process mock): SQLite does not wait for the disk at each commit."""
     if url.startswith("sqlite"):
@@ -70,6 +76,8 @@ def _open_sqlite(url: str, durable: bool = True) -> Engine:
             # No journal_size_limit: SQLite would cut the WAL file back at each restart, and in a
             # storm the file then grew again every second (see checkpoint_wal).
             cursor.execute("PRAGMA journal_mode=WAL")
+        if shared_memory:  # effective only while the database is new (its first connection)
+            cursor.execute(f"PRAGMA page_size={MEMORY_PAGE_SIZE}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         # FULL: a committed certificate or key survives a power cut; a test suite's mock needs not.
