@@ -13,9 +13,11 @@ A script, not a test: it prints figures and asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,7 +27,6 @@ from botocore.awsrequest import AWSResponse  # noqa: E402
 
 from opscm.mock import OpsWorksCMMock  # noqa: E402
 from tests.support.requests import create_server_params, public_pem, rsa_key  # noqa: E402
-
 
 
 class _Body:
@@ -65,17 +66,19 @@ def _per_call(call, count: int) -> float:
     return (time.perf_counter() - started) / count * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def calls() -> Iterator[dict[str, Callable[[int], object]]]:
+    """The four calls compared, by name (each takes the call's number): the mock's
+    describe_servers and Chef associate_node (a new node each time), and the floor's, a
+    fixed-answer hook returning what the mock answered them."""
     keys = [public_pem(rsa_key()) for _ in range(8)]
-    chef = lambda i: [  # noqa: E731
-        {"Name": "CHEF_ORGANIZATION", "Value": "default"},
-        {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": keys[i % len(keys)]},
-    ]
-    figures: dict[str, list[float]] = {k: [] for k in ("floor describe", "mock describe", "floor associate", "mock associate")}
+
+    def chef(i: int) -> list[dict[str, str]]:
+        return [
+            {"Name": "CHEF_ORGANIZATION", "Value": "default"},
+            {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": keys[i % len(keys)]},
+        ]
+
     with OpsWorksCMMock() as mock:
         client = _client()
         mock.attach(client)
@@ -88,18 +91,26 @@ def main() -> None:
         floor_describe.meta.events.register("before-send.opsworkscm", _fixed(recorded["DescribeServers"]))
         floor_associate.meta.events.register("before-send.opsworkscm", _fixed(recorded["AssociateNode"]))
         node = iter(range(10**9))
+        yield {
+            "floor describe": lambda i: floor_describe.describe_servers(),
+            "mock describe": lambda i: client.describe_servers(),
+            "floor associate": lambda i: floor_associate.associate_node(ServerName="bench", NodeName="n", EngineAttributes=chef(i)),
+            "mock associate": lambda i: client.associate_node(
+                ServerName="bench", NodeName=f"n{next(node)}", EngineAttributes=chef(i)
+            ),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with calls() as compared:
+        figures: dict[str, list[float]] = {name: [] for name in compared}
         for _ in range(args.rounds):
-            figures["floor describe"].append(_per_call(lambda i: floor_describe.describe_servers(), args.calls))
-            figures["mock describe"].append(_per_call(lambda i: client.describe_servers(), args.calls))
-            figures["floor associate"].append(
-                _per_call(lambda i: floor_associate.associate_node(ServerName="bench", NodeName="n", EngineAttributes=chef(i)), args.calls)
-            )
-            figures["mock associate"].append(
-                _per_call(
-                    lambda i: client.associate_node(ServerName="bench", NodeName=f"n{next(node)}", EngineAttributes=chef(i)),
-                    args.calls,
-                )
-            )
+            for name, call in compared.items():
+                figures[name].append(_per_call(call, args.calls))
     median = {name: statistics.median(values) for name, values in figures.items()}
     print(f"# {args.rounds} interleaved rounds of {args.calls} calls; medians in ms per call")
     for operation in ("describe", "associate"):
