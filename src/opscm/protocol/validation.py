@@ -76,6 +76,7 @@ _MATCH_ANYTHING = frozenset({"(?s).*", "[\\s\\S]*"})
 _UNSAFE_TEXT = "Member must not contain NUL characters or unpaired surrogates"
 # In a str decoded from JSON, a surrogate code point is always an unpaired one.
 _UNSAFE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+_MISSING = object()
 
 
 def _is_unsafe(text: str) -> bool:
@@ -84,9 +85,6 @@ def _is_unsafe(text: str) -> bool:
     if text.isascii():
         return "\x00" in text
     return _UNSAFE_CHARACTERS.search(text) is not None
-
-
-_MISSING = object()
 
 
 def member_path(path: str, member_name: str) -> str:
