@@ -66,8 +66,13 @@ def main() -> None:
         ):
             seconds = out_of_healthy(client, "busy-puppet", start)
             print(f"{label:16} kept the Puppet server with {args.nodes} certificates out of HEALTHY for {seconds * 1000:.0f} ms", flush=True)
-        backup = client.describe_backups(ServerName="busy-puppet")["Backups"][0]
-        print(f"backup {backup['Status']}, {backup['S3DataSize'] / 1e6:.1f} MB", flush=True)
+        # The server is HEALTHY again before its backup's archive is written: wait for the backup.
+        deadline = time.monotonic() + 120
+        while (backup := client.describe_backups(ServerName="busy-puppet")["Backups"][0])["Status"] == "IN_PROGRESS":
+            if time.monotonic() > deadline:
+                raise TimeoutError("the backup is still IN_PROGRESS")
+            time.sleep(0.1)
+        print(f"backup {backup['Status']}, {backup.get('S3DataSize', 0) / 1e6:.1f} MB", flush=True)
         server.stop()
         # As `pip install .` leaves opscm: compiled. An editable install under PYTHONDONTWRITEBYTECODE
         # would compile every module again at each start (about 0.2 s here).
