@@ -83,3 +83,53 @@ def test_serials_come_in_blocks_unique_and_increasing_per_process():
     counter["s1"] += 100
     blocks.forget("s1")
     assert blocks.next("s1") == 111
+
+
+def test_a_serial_reservation_holds_no_lock_that_others_wait_on():
+    """A thread whose reservation waits (another writer holds the database) must not make a
+    thread that needs a block wait behind it: the event loop would stand still (it raises
+    WouldWait instead, from its own reservation)."""
+    counter = {"s1": 2}
+    slow_started, release = threading.Event(), threading.Event()
+
+    def reserve(server_id, count):
+        if threading.current_thread().name == "slow":
+            slow_started.set()
+            assert release.wait(10)
+        first = counter[server_id]
+        counter[server_id] += count
+        return first
+
+    blocks = SerialBlocks(reserve, block=4)
+    slow_serials = []
+    slow = threading.Thread(target=lambda: slow_serials.append(blocks.next("s1")), name="slow")
+    slow.start()
+    assert slow_started.wait(10)
+    # While the slow reservation is under way, another thread gets its own block at once.
+    assert [blocks.next("s1") for _ in range(3)] == [2, 3, 4]
+    release.set()
+    slow.join(10)
+    # The slow block (6-9) came after the one in use (2-5): it replaces it (3 lost), and no
+    # serial is handed out twice.
+    assert slow_serials == [6]
+    assert blocks.next("s1") == 7
+
+
+def test_a_block_reserved_before_the_one_in_use_is_dropped():
+    firsts = iter([14, 20])  # reservations, in the database's order
+    nested = []
+
+    def reserve(server_id, count):
+        first = next(firsts)
+        if first == 14:
+            # While this reservation is on its way back, another thread reserves after it and
+            # takes its first serial.
+            other = threading.Thread(target=lambda: nested.append(blocks.next("s1")))
+            other.start()
+            other.join(10)
+        return first
+
+    blocks = SerialBlocks(reserve, block=4)
+    # 14 would come after 20 in this process: the older block is dropped, never used.
+    assert blocks.next("s1") == 21
+    assert nested == [20]

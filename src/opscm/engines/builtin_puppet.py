@@ -31,6 +31,7 @@ from opscm.service.ports import (
     NodeCredential,
     Provisioned,
     SecretBox,
+    StaleServer,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -425,8 +426,8 @@ class BuiltinPuppet:
         def load() -> CaSigner:
             with self._uow(read_only=True) as uow:
                 ca = uow.bind(self._store).get(server.id)
-            if ca is None:
-                raise InvalidState(f"Server {server.name} has no certificate authority.")
+            if ca is None:  # its server was deleted (by another worker) since its row was read
+                raise StaleServer()
             return CaSigner(self._box.open(ca.key_enc), ca.cert_pem, key_is_ours=True)
 
         if cert_pem is None:
@@ -434,11 +435,13 @@ class BuiltinPuppet:
         return self._signers.get(server.id, cert_pem, load)
 
     def _reserve_serials(self, server_id: str, count: int) -> int:
-        # Lean: it waits on the writers' gate, never in SQLite's busy sleeps, while every other
-        # signature of this process waits for the block.
+        # Lean: it waits on the writers' gate, never in SQLite's busy sleeps (on the event loop
+        # it raises WouldWait instead).
         with self._uow(lean=True) as uow:
             first = uow.bind(self._store).reserve_serials(server_id, count)
             uow.commit()
+        if first is None:  # deleted (by another worker) since its row was read
+            raise StaleServer()
         return first
 
     def _new_crl(self, server: Server, signer: CaSigner, revoke: tuple[int, ...], now: datetime) -> NewCrl:

@@ -66,8 +66,9 @@ class CaStore(Protocol):
 
     def create(self, server_id: str, ca: CaRecord) -> None: ...
     def get(self, server_id: str) -> CaRecord | None: ...
-    def reserve_serials(self, server_id: str, count: int) -> int:
-        """Take ``count`` serials at once (a block, like a cached sequence); returns the first."""
+    def reserve_serials(self, server_id: str, count: int) -> int | None:
+        """Take ``count`` serials at once (a block, like a cached sequence); returns the first
+        (None: the server has no CA, as when it was deleted)."""
     def revocation_state(self, server_id: str) -> RevocationState | None: ...
     def publish_crl(self, server_id: str, *, expected_number: int, number: int, crl_pem: str) -> bool:
         """Replace the CRL if its number is still ``expected_number``; False when another won."""
@@ -88,7 +89,8 @@ class CaStore(Protocol):
     def expiring_statuses(self, server_id: str, before: datetime, limit: int) -> list[CertificateStatus]:
         """Up to ``limit`` unrevoked certificates whose validity ends before ``before``, soonest first."""
     def import_state(self, server_id: str, state: PuppetCaState) -> None:
-        """Replace the server's CA row and every certificate row with ``state``."""
+        """Replace the server's CA row and every certificate row with ``state``; the serial
+        counter is never lowered (serials reserved meanwhile stay unique)."""
 
 
 @dataclasses.dataclass(frozen=True)

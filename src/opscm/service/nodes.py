@@ -28,8 +28,8 @@ from opscm.domain.servers import ASSOCIATION_STATES, Server
 
 from . import remote_changes
 from .context import Caller, Dependencies
-from .ports import Conflict, Engine, NodeChange
-from .server_cache import StaleServer, check_current
+from .ports import Conflict, Engine, NodeChange, StaleServer
+from .server_cache import check_current
 from .steps import Brief, Steps, run_steps
 
 # AWS's tokens are 65 random bytes in base64; only their hash is stored.
@@ -101,6 +101,10 @@ def _change_node(deps: Dependencies, caller: Caller, params: dict, action: Assoc
     operation = action.name.title() + "Node"
     node_name = params["NodeName"]
     server = _cached_server(deps, caller, params["ServerName"])
+    if server.status not in ASSOCIATION_STATES:
+        # Never refused on a cached row's word: the server may be HEALTHY again (its backup or
+        # maintenance just ended, maybe in another worker), and a boot storm's nodes are waiting.
+        server = _cached_server(deps, caller, params["ServerName"], reload=True)
     token = base64.b64encode(secrets.token_bytes(TOKEN_BYTES)).decode("ascii")
     for _ in range(MAX_ATTEMPTS):
         server.require_status(*ASSOCIATION_STATES, action=operation)

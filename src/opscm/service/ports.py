@@ -285,6 +285,11 @@ class NodeCredential:
     KEY: ClassVar[str] = "key"
 
 
+class StaleServer(Exception):
+    """The server row a change was made for is not the current one (changed, or deleted): start
+    again from a fresh row."""
+
+
 class Conflict(Exception):
     """A compare-and-set lost to a concurrent change: prepare again from fresh state."""
 

@@ -13,11 +13,7 @@ from collections.abc import Callable
 
 from opscm.domain.servers import Server
 
-from .ports import UnitOfWork, UnitOfWorkFactory
-
-
-class StaleServer(Exception):
-    """The cached server row is not the current one: start again from a fresh row."""
+from .ports import StaleServer, UnitOfWork, UnitOfWorkFactory
 
 
 def check_current(uow: UnitOfWork, server: Server) -> None:
@@ -49,13 +45,18 @@ class ServerCache:
         return None
 
     def reload(self, account_id: str, region: str, name: str) -> Server | None:
+        key = (account_id, region, name)
+        read_at = self._monotonic()  # the row is at most as fresh as the read's start
         with self._uow(read_only=True) as uow:
             server = uow.servers.get(account_id, region, name)
         with self._lock:
+            cached = self._rows.get(key)
             if server is None:
-                self._rows.pop((account_id, region, name), None)
+                self._rows.pop(key, None)
+            elif cached is not None and cached[1].id == server.id and cached[1].revision > server.revision:
+                server = cached[1]  # a concurrent reload read a newer revision: it stays
             else:
-                self._rows[(account_id, region, name)] = (self._monotonic(), server)
+                self._rows[key] = (read_at, server)
         return server
 
     def clear(self) -> None:

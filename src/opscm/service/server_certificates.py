@@ -11,11 +11,11 @@ import dataclasses
 from typing import Protocol, runtime_checkable
 
 from opscm.domain.errors import NotFound, ValidationFailed
-from opscm.domain.servers import Server
+from opscm.domain.servers import ASSOCIATION_STATES, Server
 
 from .context import Dependencies
-from .ports import UnitOfWork
-from .server_cache import StaleServer, check_current
+from .ports import StaleServer, UnitOfWork
+from .server_cache import check_current
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,16 +62,23 @@ def issue_server_certificate(
     engine = deps.engine_for(server)
     if not isinstance(engine, ServerCertificateIssuer):
         raise ValidationFailed(f"Server {server.name} has no built-in Puppet CA to issue a server certificate.")
+    # As a node's certificate: not while a backup, a maintenance or a restore works on the CA
+    # (a restore would drop a certificate issued after its plan was made).
+    server.require_status(*ASSOCIATION_STATES, action="Issuing a server certificate")
     names = [certname, *(entry.split(":", 1)[1].lower() for entry in alt_names if ":" in entry)]
     _check_free(deps, server, names)
-    serial, cert_pem = engine.sign_server_certificate(
-        server, certname=certname, alt_names=alt_names, public_key_pem=public_key_pem
-    )
+    changed = ValidationFailed(f"Server {server.name} changed meanwhile; run the command again.")
+    try:
+        serial, cert_pem = engine.sign_server_certificate(
+            server, certname=certname, alt_names=alt_names, public_key_pem=public_key_pem
+        )
+    except StaleServer:
+        raise changed from None
     with deps.uow() as uow:
         try:
             check_current(uow, server)
         except StaleServer:
-            raise ValidationFailed(f"Server {server.name} changed meanwhile; run the command again.") from None
+            raise changed from None
         _check_free(deps, server, names, uow)
         engine.record_server_certificate(uow, server, serial, certname, cert_pem, names)
         uow.servers.save(server)

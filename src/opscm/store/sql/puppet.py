@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import case, delete, func, insert, select, update
 
 from opscm.engines.ports import CaRecord, CertificateRecord, CertificateStatus, PuppetCaState, RevocationState
 
@@ -43,15 +43,13 @@ class SqlPuppetCas(Repository):
         row = self._db.execute(select(c.key_enc, c.cert_pem, c.crl_pem).where(c.server_id == server_id)).first()
         return CaRecord(key_enc=row.key_enc, cert_pem=row.cert_pem, crl_pem=row.crl_pem) if row else None
 
-    def reserve_serials(self, server_id: str, count: int) -> int:
+    def reserve_serials(self, server_id: str, count: int) -> int | None:
         # Plain SQL: a lean transaction of its own, queued with the hot path's other writers.
         row = self._sql.first(
             "UPDATE puppet_cas SET next_serial = next_serial + :count WHERE server_id = :server_id RETURNING next_serial",
             {"count": count, "server_id": server_id},
         )
-        if row is None:
-            raise LookupError(f"server {server_id} has no certificate authority")
-        return row[0] - count
+        return None if row is None else row[0] - count
 
     def revocation_state(self, server_id: str) -> RevocationState | None:
         number = self._db.scalar(select(t.puppet_cas.c.crl_number).where(t.puppet_cas.c.server_id == server_id))
@@ -160,17 +158,16 @@ class SqlPuppetCas(Repository):
 
     def import_state(self, server_id: str, state: PuppetCaState) -> None:
         self._db.execute(delete(t.puppet_certificates).where(t.puppet_certificates.c.server_id == server_id))
-        self._db.execute(delete(t.puppet_cas).where(t.puppet_cas.c.server_id == server_id))
-        self._db.execute(
-            insert(t.puppet_cas).values(
-                server_id=server_id,
-                key_enc=state.ca.key_enc,
-                cert_pem=state.ca.cert_pem,
-                crl_pem=state.ca.crl_pem,
-                next_serial=state.next_serial,
-                crl_number=state.crl_number,
-            )
-        )
+        c = t.puppet_cas.c
+        row = {"key_enc": state.ca.key_enc, "cert_pem": state.ca.cert_pem, "crl_pem": state.ca.crl_pem,
+               "crl_number": state.crl_number}
+        # The row is updated in place, its serial counter never lowered: a block another worker or
+        # replica reserved after the state was planned is never handed out again, and a
+        # reservation waiting on this row finds it (a deleted row would fail it).
+        kept = case((c.next_serial > state.next_serial, c.next_serial), else_=state.next_serial)
+        updated = self._db.execute(update(t.puppet_cas).where(c.server_id == server_id).values(**row, next_serial=kept))
+        if not updated.rowcount:  # a new server made from a backup
+            self._db.execute(insert(t.puppet_cas).values(server_id=server_id, **row, next_serial=state.next_serial))
         if state.certificates:
             self._db.execute(
                 insert(t.puppet_certificates),
