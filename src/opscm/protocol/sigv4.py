@@ -154,11 +154,12 @@ def _request_time(request: HttpRequest) -> tuple[str, datetime]:
     if http_date:
         try:
             moment = parsedate_to_datetime(http_date)
-        except (TypeError, ValueError, IndexError):
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            # An offset can carry a date past year 9999 (OverflowError).
+            moment = moment.astimezone(UTC)
+        except (TypeError, ValueError, IndexError, OverflowError):
             raise _incomplete(f"Date must be an HTTP date (RFC 7231). Got '{http_date[:64]}'.") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        moment = moment.astimezone(UTC)
         return moment.strftime(_AMZ_DATE), moment
     raise _incomplete(
         "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
