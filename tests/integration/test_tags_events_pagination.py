@@ -111,6 +111,22 @@ def test_events_newest_first_with_failures_and_paginated(client):
     assert _error(lambda: client.describe_events(ServerName=name))[0] == "ResourceNotFoundException"
 
 
+def test_an_event_that_quotes_a_long_node_name_stays_within_the_models_limit(client):
+    name = f"events-{uuid.uuid4().hex[:6]}"
+    client.create_server(**create_server_params(name, "Puppet"))
+    wait_for_status(client, name)
+    try:
+        node = "n" * 10_000  # the longest NodeName; its refusal's message quotes it twice
+        assert _error(lambda: client.disassociate_node(ServerName=name, NodeName=node, EngineAttributes=[]))[0] == (
+            "ResourceNotFoundException"
+        )
+        message = client.describe_events(ServerName=name)["ServerEvents"][0]["Message"]
+        assert message.startswith("DisassociateNode for node nnn") and message.endswith("n\u2026")
+        assert len(message) == 10_000
+    finally:
+        client.delete_server(ServerName=name)
+
+
 def test_account_attributes(opscm):
     client = opscm.client("af-south-1")
     client.create_server(**create_server_params("counted", "ChefAutomate"))

@@ -14,8 +14,15 @@ from .. import schema as t
 from .base import Repository
 
 
+# The API's ServerEvent.Message holds at most 10,000 characters; a message that quotes a long
+# node name (up to 10,000 characters) twice would not.
+MAX_MESSAGE = 10_000
+
+
 class SqlEvents(Repository):
     def add(self, server_id: str, now: datetime, message: str, log_url: str | None = None) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 1] + "\u2026"
         self._db.execute(insert(t.events).values(server_id=server_id, created_at=now, message=message, log_url=log_url))
 
     def list(self, server_id: str) -> list[Event]:
