@@ -384,7 +384,11 @@ def _chef_clients(data_dir: Path, server_id: str) -> dict[str, str]:
 
 
 def test_restore_rules():
-    with _held_jobs(("pup", "Puppet"), ("chef", "ChefAutomate")) as (mock, client):
+    with _held_jobs(("pup", "Puppet"), ("chef", "ChefAutomate"), ("other", "Puppet")) as (mock, client):
+        other_backup = client.create_backup(ServerName="other")["Backup"]["BackupId"]
+        mock.app.jobs.run_pending()
+        code, message = _error(lambda: client.restore_server(ServerName="pup", BackupId=other_backup))
+        assert code == "ValidationException" and "backup of server other" in message
         puppet_backup = client.create_backup(ServerName="pup")["Backup"]["BackupId"]
         code, message = _error(lambda: client.restore_server(ServerName="pup", BackupId=puppet_backup))
         assert code == "InvalidStateException" and "BACKING_UP" in message

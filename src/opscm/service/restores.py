@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from opscm.domain.errors import InvalidState
+from opscm.domain.errors import InvalidState, ValidationFailed
 from opscm.domain.servers import RESTORE_STATES, ServerStatus
 
 from . import snapshots
@@ -26,6 +26,12 @@ def restore_server(deps: Dependencies, caller: Caller, params: dict) -> dict:
         backup = snapshots.require_backup(uow, caller, params["BackupId"])
         server.require_status(*RESTORE_STATES, action="RestoreServer")
         snapshots.require_usable(backup, server.engine.engine)
+        if backup.server_name != server.name:
+            # Another live server's CA would be shared by two servers counting serials apart.
+            raise ValidationFailed(
+                f"Backup {backup.id} is a backup of server {backup.server_name}; RestoreServer brings back a "
+                f"backup of server {server.name} only (CreateServer with a BackupId makes a new server from it)."
+            )
         server.settings.update({k: params[k] for k in RESTORED_SETTINGS if params.get(k)})
         resume = server.enter(ServerStatus.RESTORING)
         uow.servers.save(server)
