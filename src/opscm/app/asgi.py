@@ -56,7 +56,10 @@ def ca_api_prefix(base_url: str, server_id: str) -> str:
 
 class OpscmAsgi:
     """``POST /`` answered by the pipeline; any other request by the Starlette routes. No
-    answer leaves before the commits this process made before it are on disk (``durable``)."""
+    answer leaves before the commits this process made before it are on disk (``durable``),
+    nor a CA document before those its read saw (see ``create_asgi_app``). The console's
+    pages, the probes and the metrics do not wait: views for people and monitors, they hand
+    out nothing that a client keeps and acts on (a certificate, a CRL's number)."""
 
     def __init__(
         self,
@@ -210,11 +213,18 @@ def create_asgi_app(
     durable: DurableAnswers | None = None,
     store_threads: int = REQUEST_THREADS,
 ) -> OpscmAsgi:
+    durable = durable or DurableAnswers(None)
+
     async def puppet_ca(request: Request) -> Response:
         params = request.path_params
         if params["document"] not in ("certificate", "certificate_revocation_list"):
             return PlainTextResponse("Not Found", status_code=404)
         pem = await run_in_threadpool(ca_document, deps, params["server_id"], params["document"], params["name"])
+        # The read may have seen commits not on disk yet, another worker's too: a power cut
+        # would take back a certificate handed out, or bring a CRL's number again with other
+        # contents (crl_sync.py keeps the CRL it has then).
+        if not await durable.read_on_disk():
+            return PlainTextResponse(NOT_ON_DISK.message, NOT_ON_DISK.status_code)
         if pem is None:
             return PlainTextResponse(f"Not Found: Could not find {params['document']} {params['name']}", 404)
         return PlainTextResponse(pem, media_type="text/plain")

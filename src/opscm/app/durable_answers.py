@@ -16,6 +16,10 @@ the disk, as measured by the syncs made so far:
 
 An answer made while no other request is in progress (one client, as a node booting alone) is
 synced on the loop at once, whatever the disk: there is nobody to group with or to stall.
+
+An answer read from the store (a Puppet CA document) may show commits that this process did not
+count: another worker's, on the same data dir. It waits for a sync begun after its read: fdatasync
+is per file, so that one sync of the WAL makes every process's commits the read saw durable.
 """
 
 from __future__ import annotations
@@ -57,8 +61,9 @@ class DurableAnswers:
         return self._wal is not None and self._wal.pending()
 
     def then(self, waiter: Waiter, others: int = MANY) -> None:
-        """On the event loop: ``waiter(True)`` once every commit counted so far is on disk;
-        ``others``: how many other requests are in progress (see the module's doc)."""
+        """On the event loop: ``waiter(True)`` once a sync begun after this call is done (every
+        commit counted so far, and every other process's made so far, is on disk); ``others``:
+        how many other requests are in progress (see the module's doc)."""
         if not others and not self._syncing and not self._waiting:
             waiter(self._sync_here())
             return
@@ -68,8 +73,15 @@ class DurableAnswers:
 
     async def synced(self, others: int = MANY) -> bool:
         """Whether every commit counted so far is on disk (waits for it; False: the disk failed)."""
-        if not self.pending():
-            return True
+        return not self.pending() or await self._next_sync(others)
+
+    async def read_on_disk(self, others: int = MANY) -> bool:
+        """Whether every commit that a read made before this call could have seen is on disk,
+        other processes' too (waits for a sync begun after it, even with none of this process's
+        pending; False: the disk failed). Without group commit there is nothing to wait for."""
+        return self._wal is None or await self._next_sync(others)
+
+    async def _next_sync(self, others: int) -> bool:
         future = asyncio.get_running_loop().create_future()
         self.then(lambda ok: future.done() or future.set_result(ok), others)  # done: its awaiter was cancelled
         return await future
@@ -87,7 +99,7 @@ class DurableAnswers:
         return True
 
     def _timed_sync(self) -> None:
-        assert self._wal is not None  # pending() was true
+        assert self._wal is not None  # a sync was asked for: there is group commit
         started = self._clock()
         try:
             self._wal.sync()
@@ -97,7 +109,7 @@ class DurableAnswers:
             self._expected = took if self._expected is None else (1 - _NEWEST) * self._expected + _NEWEST * took
 
     def _start(self, others: int = MANY) -> None:
-        assert self._thread is not None  # pending() was true
+        assert self._thread is not None  # as in _timed_sync
         self._syncing = True
         loop = asyncio.get_running_loop()
         if self._sync_on_loop(others):
