@@ -152,7 +152,7 @@ class LeanConnections:
         connection, kind = handle
         try:
             idle = self._idle[kind]
-            if reusable and len(idle) < self._keep and self._pid == os.getpid():
+            if reusable and len(idle) < self._keep and self._pid == os.getpid() and not _lost(connection):
                 idle.append((connection, time.monotonic()))
             else:
                 _close_quietly(connection)
@@ -192,6 +192,14 @@ def _answers(driver) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure: a new connection is made instead
         return False
+
+
+def _lost(connection) -> bool:
+    """A PostgreSQL connection the server dropped (a restart, a failover, a terminated backend):
+    never kept, or the next request would fail on it, and the next, while reads came often
+    enough to keep it from the idle check."""
+    driver = _driver_of(connection)
+    return bool(getattr(driver, "broken", False) or getattr(driver, "closed", False))
 
 
 def _driver_of(connection):
