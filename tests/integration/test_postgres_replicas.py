@@ -3,8 +3,10 @@
 import base64
 import concurrent.futures
 import os
+import threading
 
 import pytest
+from botocore.exceptions import ClientError
 from cryptography import x509
 
 from tests.support.postgres import fresh_database
@@ -58,3 +60,33 @@ def test_replicas_share_state(replicas):
         serials = list(pool.map(associate, range(1, 25)))
     assert len(set(serials)) == 24, "serials are allocated in the database, once each"
     a.delete_server(ServerName="shared")
+
+
+def test_concurrent_changes_of_one_server_go_one_after_the_other(replicas):
+    """Eight CreateBackup calls at once over both replicas, three times: one wins each time, the
+    others find the server BACKING_UP (as under SQLite's write lock). Before, each read the
+    server unlocked and saved it whole: several won, backups shared an id (500s), and the
+    manual-backup limit was passed."""
+    first, second = replicas
+    clients = [first.client(), second.client(key=first.access_key)]
+    clients[0].create_server(**create_server_params("contended", "ChefAutomate"))
+    wait_for_status(clients[0], "contended")
+    try:
+        for _ in range(3):
+            barrier = threading.Barrier(8)
+
+            def backup(i):
+                barrier.wait()
+                try:
+                    clients[i % 2].create_backup(ServerName="contended")
+                    return "ok"
+                except ClientError as error:
+                    return error.response["Error"]["Code"]
+
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                outcomes = sorted(pool.map(backup, range(8)))
+            assert outcomes == ["InvalidStateException"] * 7 + ["ok"], outcomes
+            wait_for_status(clients[0], "contended")
+        assert len(clients[0].describe_backups(ServerName="contended")["Backups"]) == 3
+    finally:
+        clients[0].delete_server(ServerName="contended")

@@ -96,6 +96,11 @@ class SqlUnitOfWork(_Repositories):
         connection.begin()
         self._core = connection
         self._sql = sql_of(connection)
+        if not self._read_only and not self._sql.sqlite:
+            # A server read to be changed is locked until the change commits: two such
+            # transactions (two CreateBackup calls, the scheduler and a DeleteServer) go one after
+            # the other, the second on the first's row, as under SQLite's write lock.
+            self._sql.for_update = " FOR UPDATE"
         return self
 
     def commit(self) -> None:

@@ -30,6 +30,9 @@ class Sql:
         self.sqlite = dialect == "sqlite"
         # Row locks that keep a read value until the transaction ends (SQLite's write lock does).
         self.for_share = "" if self.sqlite else " FOR SHARE"
+        # A write transaction's reads of the rows it may save (see SqlUnitOfWork): SQLite's write
+        # lock serialises such transactions already.
+        self.for_update = ""
         # The last time converted: a transaction stores its one "now" in several rows.
         self._moment: datetime | None = None
         self._stored: str | datetime | None = None

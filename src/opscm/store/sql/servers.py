@@ -65,7 +65,7 @@ class SqlServers(Repository):
         self._db.execute(delete(t.servers).where(t.servers.c.id == server_id))
 
     def _one(self, condition: str, **params) -> Server | None:
-        row = self._sql.first(f"SELECT {_COLUMNS} FROM servers WHERE {condition}", params)
+        row = self._sql.first(f"SELECT {_COLUMNS} FROM servers WHERE {condition}{self._sql.for_update}", params)
         return self._server(row) if row else None
 
     def _many(self, where: str, **params) -> list[Server]:
