@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import ContextManager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
 from .revisions import HEAD_REVISION, current_revision
@@ -42,11 +42,35 @@ def is_shared_memory(url) -> bool:
 MEMORY_PAGE_SIZE = 2048
 
 
+# PostgreSQL's connections give up on a peer that stopped answering instead of waiting forever
+# (libpq's defaults): a new connection after 10 s, data unacknowledged for 10 s (a partition
+# while a request is in flight), an idle connection after 30 s + 3 probes 10 s apart. A request
+# then fails (503) and the next one connects again. A parameter of the URL's own wins.
+POSTGRES_TIMEOUTS = {
+    "connect_timeout": 10,
+    "tcp_user_timeout": 10_000,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
 def open_database(url: str, *, durable: bool = True) -> Engine:
     """``durable=False`` (the in-process mock): SQLite does not wait for the disk at each commit."""
     if url.startswith("sqlite"):
         return _open_sqlite(url, durable)
-    return create_engine(url, pool_pre_ping=True, future=True, hide_parameters=True)  # secrets never in logs
+    return create_engine(
+        url, pool_pre_ping=True, future=True, hide_parameters=True, connect_args=postgres_connect_args(url)
+    )  # hide_parameters: secrets never in logs
+
+
+def postgres_connect_args(url: str) -> dict:
+    """:data:`POSTGRES_TIMEOUTS` but those the URL sets itself (psycopg's and libpq's names)."""
+    if not url.startswith("postgresql"):
+        return {}
+    given = make_url(url).query
+    return {name: value for name, value in POSTGRES_TIMEOUTS.items() if name not in given}
 
 
 def _open_sqlite(url: str, durable: bool = True) -> Engine:
