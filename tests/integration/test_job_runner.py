@@ -1,6 +1,7 @@
 """The job runner's threads: one idle thread polls the store, and a busy one hands polling on."""
 
 import threading
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -9,6 +10,7 @@ from opscm.app import job_runner
 from opscm.mock import OpsWorksCMMock
 from opscm.service import jobs
 from opscm.store.sql.jobs import SqlJobs
+from tests.support.clock import FakeClock
 from tests.support.requests import create_server_params
 from tests.support.waiting import wait_for
 
@@ -76,3 +78,42 @@ def test_a_job_queued_elsewhere_starts_while_another_job_runs(fast_polls, monkey
         finally:
             release.set()
         mock.wait_for_jobs()
+
+
+def test_a_job_that_outlives_its_lease_is_not_run_again_meanwhile(fast_polls, monkeypatch):
+    """The process's other runner threads never take a job it runs, whatever its lease says, and
+    the lease is renewed while it runs (another replica does not take it over either)."""
+    clock = FakeClock()
+    release, runs = threading.Event(), []
+    renewals: list[int] = []
+    renew = SqlJobs.renew
+
+    def counted_renew(self, job_id, attempt, until):
+        kept = renew(self, job_id, attempt, until)
+        renewals.append(kept)
+        return kept
+
+    def long(deps, server_id, payload):
+        runs.append(threading.current_thread().name)
+        clock.advance(timedelta(seconds=job_runner.LEASE_SECONDS + 1))  # longer than its lease
+        release.wait(WAIT_SECONDS)
+
+    monkeypatch.setitem(jobs.JOB_KINDS, "test-long", long)
+    monkeypatch.setattr(job_runner, "RENEW_SECONDS", 0.05)
+    monkeypatch.setattr(SqlJobs, "renew", counted_renew)
+    with OpsWorksCMMock(clock=clock) as mock:
+        server_id = _server_id(mock)
+        deps = mock.app.deps
+        try:
+            with deps.uow() as uow:
+                uow.jobs.add("test-long", server_id, deps.clock.now())
+                uow.commit()
+            mock.app.jobs.wake()
+            wait_for(lambda: len(renewals) >= 3, WAIT_SECONDS, "the lease renewed three times")
+            assert runs == [runs[0]] and all(renewals)
+            with deps.uow(read_only=True) as uow:
+                assert not uow.jobs.claimable(clock.now())  # its lease renewed: no other replica takes it
+        finally:
+            release.set()
+        mock.wait_for_jobs()
+    assert len(runs) == 1

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
+from datetime import timedelta
 
 from opscm.service.context import Dependencies
 from opscm.service.jobs import run_job
+from opscm.service.ports import Job
 
 log = logging.getLogger(__name__)
 
-# Longer than any job runs; a crashed replica's job is taken over once its lease ends.
+# A crashed replica's job is taken over once its lease ends; a running job's lease is renewed
+# every RENEW_SECONDS, so a job that runs longer is never taken over while it runs.
 LEASE_SECONDS = 120.0
+RENEW_SECONDS = LEASE_SECONDS / 4
 # A job queued by another worker (its wake reaches only its own process) starts within this.
 # One idle thread polls; the others sleep until woken, so an idle runner costs one read a poll.
 POLL_SECONDS = 0.25
@@ -27,6 +33,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._polling = threading.Lock()  # held by the one idle thread that polls
         self._threads: list[threading.Thread] = []
+        self._running: set[int] = set()  # the ids of the jobs this process's threads run
 
     def wake(self) -> None:
         self._wake.set()
@@ -62,15 +69,46 @@ class JobRunner:
                 if not uow.jobs.claimable(self._deps.clock.now()):
                     return count
             with self._deps.uow() as uow:
-                job = uow.jobs.claim(self._deps.clock.now(), LEASE_SECONDS)
+                # Never one this process runs already, whatever its lease says.
+                job = uow.jobs.claim(self._deps.clock.now(), LEASE_SECONDS, running=frozenset(self._running))
                 uow.commit()
             if job is None:
                 return count
             # This thread is busy now: another idle one takes over the polling (and any more jobs).
             self._wake.set()
-            run_job(self._deps, job)
+            self._running.add(job.id)
+            try:
+                with self._lease_kept(job):
+                    run_job(self._deps, job)
+            finally:
+                self._running.discard(job.id)
             count += 1
         return count
+
+    @contextlib.contextmanager
+    def _lease_kept(self, job: Job) -> Iterator[None]:
+        """The job's lease renewed while it runs: no other replica takes it over meanwhile."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(RENEW_SECONDS):
+                try:
+                    with self._deps.uow() as uow:
+                        kept = uow.jobs.renew(job.id, job.attempts, self._deps.clock.now() + timedelta(seconds=LEASE_SECONDS))
+                        uow.commit()
+                except Exception:  # noqa: BLE001 - the next renewal tries again, within the lease
+                    log.exception("renewing the lease of job %s failed", job.id)
+                    continue
+                if not kept:
+                    log.warning("job %s was taken over by another runner while it ran", job.id)
+                    return
+
+        renewer = threading.Thread(target=renew, name=f"opscm-lease-{job.id}", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
 
     def release_leases(self) -> None:
         assert self._deps is not None

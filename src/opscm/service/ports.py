@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, ContextManager, Protocol, TypeVar
 
@@ -95,7 +95,11 @@ class JobRepository(Protocol):
         self, kind: str, server_id: str, now: datetime, payload: dict | None = None, *, lease_seconds: float = 0
     ) -> int:
         """A pending job; with ``lease_seconds`` the caller runs it first (the runner waits)."""
-    def claim(self, now: datetime, lease_seconds: float) -> Job | None: ...
+    def claim(self, now: datetime, lease_seconds: float, *, running: Collection[int] = ()) -> Job | None:
+        """The oldest claimable job but those in ``running``, now leased for ``lease_seconds``."""
+    def renew(self, job_id: int, attempt: int, until: datetime) -> bool:
+        """Extend a running job's lease; False when another claim took it (its ``attempts``
+        is no longer ``attempt``)."""
     def claimable(self, now: datetime) -> bool:
         """Whether :meth:`claim` would find a job (a read: no write lock taken)."""
     def retry(self, job_id: int, *, run_after: datetime, error: str) -> None: ...

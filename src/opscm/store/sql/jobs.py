@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, select, update
@@ -45,12 +46,16 @@ class SqlJobs(Repository):
             update(t.jobs).where(t.jobs.c.id == job_id).values(lease_until=None, run_after=run_after, last_error=error)
         )
 
-    def claim(self, now: datetime, lease_seconds: float) -> Job | None:
-        """Take the oldest pending job whose lease is free; the lease outlives a crashed worker."""
+    def claim(self, now: datetime, lease_seconds: float, *, running: Collection[int] = ()) -> Job | None:
+        """Take the oldest pending job whose lease is free, but those in ``running`` (this
+        process's, whatever their lease says); the lease outlives a crashed worker."""
         sql, at = self._sql, self._sql.time(now)
+        params: dict = {"now": at, **{f"running{i}": job_id for i, job_id in enumerate(running)}}
+        not_running = f" AND id NOT IN ({', '.join(f':running{i}' for i in range(len(running)))})" if running else ""
         row = sql.first(
-            f"SELECT id, kind, server_id, attempts, payload, created_at FROM jobs WHERE {_CLAIMABLE} ORDER BY id LIMIT 1",
-            {"now": at},
+            "SELECT id, kind, server_id, attempts, payload, created_at FROM jobs "
+            f"WHERE {_CLAIMABLE}{not_running} ORDER BY id LIMIT 1",
+            params,
         )
         if row is None:
             return None
@@ -62,6 +67,16 @@ class SqlJobs(Repository):
         ):
             return None
         return Job(job_id, kind, server_id, attempts + 1, sql.read_json(payload), sql.read_time(created_at))
+
+    def renew(self, job_id: int, attempt: int, until: datetime) -> bool:
+        """Extend the lease of a job still running under the claim that made ``attempt``; False
+        when another claim took it meanwhile."""
+        return self._sql.changed(
+            # A lease only: a job given back (retry) or finished has none, and keeps none.
+            "UPDATE jobs SET lease_until = :until "
+            "WHERE id = :id AND attempts = :attempt AND state = 'pending' AND lease_until IS NOT NULL",
+            {"until": self._sql.time(until), "id": job_id, "attempt": attempt},
+        )
 
     def claimable(self, now: datetime) -> bool:
         # A lean read: the idle runner asks this four times a second.
