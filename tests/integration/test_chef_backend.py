@@ -170,6 +170,20 @@ def test_the_admin_client_is_never_a_node(chef_client, backed_server, goiardi):
     assert code == "ValidationException" and "reserved" in message
 
 
+def test_the_backends_own_clients_are_never_disassociated(chef_client, backed_server, goiardi):
+    """A name reserved for the backend (its validator, opscm's admin identity) is refused both
+    ways: DisassociateNode of it deleted the Chef server's own client."""
+    admin = ChefApi(goiardi.url, goiardi.admin_name, goiardi.admin_key())
+    assert admin.request("GET", "/clients/chef-validator").status == 200
+    for name in ("chef-validator", goiardi.admin_name):
+        code, message = _error(lambda: chef_client.disassociate_node(
+            ServerName=backed_server["ServerName"], NodeName=name, EngineAttributes=_attributes()
+        ))
+        assert code == "ValidationException" and "reserved" in message
+    assert admin.request("GET", "/clients/chef-validator").status == 200
+    assert admin.request("GET", "/nodes").status == 200, "opscm's admin identity still works"
+
+
 def test_backend_choice_is_checked(chef_client):
     for backend, engine, fragment in (("nope", "ChefAutomate", "not a backend"), (BACKEND, "Puppet", "serves ChefAutomate")):
         code, message = _error(lambda: chef_client.create_server(**create_server_params(

@@ -128,6 +128,11 @@ def test_the_server_certificates_names_are_never_a_nodes(builtin_opscm, bundled,
         EngineAttributes=[{"Name": "PUPPET_NODE_CSR", "Value": agent.generate_csr()}],
     ))
     assert code == "ValidationException" and "reserved" in message
+    # Nor disassociated: on a puppetserver CA backend that would revoke the server's own certificate.
+    code, message = _error(lambda: builtin_opscm.client().disassociate_node(
+        ServerName=name, NodeName="localhost", EngineAttributes=[]
+    ))
+    assert code == "ValidationException" and "reserved" in message
 
 
 def test_builtin_ca_agent_applies_then_is_refused_after_disassociation(

@@ -110,8 +110,9 @@ def _change_node(deps: Dependencies, caller: Caller, params: dict, action: Assoc
         server.require_status(*ASSOCIATION_STATES, action=operation)
         engine = deps.engine_for(server)
         try:
-            if action is AssociationAction.ASSOCIATE:
-                check_not_reserved(server.name, node_name, (*server.own_names(), *engine.reserved_names(server)))
+            # Both ways: disassociating a reserved name would delete the server's own identity on
+            # its engine (a backend's validator or admin client, puppetserver's certificate).
+            check_not_reserved(server.name, node_name, (*server.own_names(), *engine.reserved_names(server)))
             change = engine.vet(server, action, node_name, params.get("EngineAttributes"))
             if engine.remote:
                 remote_changes.start(deps, caller, server, engine, change, token_hash(token))
