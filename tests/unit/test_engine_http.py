@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -55,3 +56,29 @@ def test_a_reason_keeps_a_short_server_message():
 
 def test_5xx_is_worth_another_try():
     assert isinstance(refusal("x", Reply(503, b"", {})), BackendUnavailable)
+
+
+def test_a_backend_that_trickles_its_answer_is_given_up_on():
+    """urllib3's read timeout bounds each wait for a byte, not the exchange: a backend sending a
+    byte at a time, each well within the read timeout, must not hold the caller until it ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent_all = threading.Event()
+
+    def trickle():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n" + b"x" * 60
+            for byte in answer:  # one byte each 0.05 s: ~5 s in all
+                connection.sendall(bytes([byte]))
+                time.sleep(0.05)
+            sent_all.set()
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    backend = HttpBackend(f"http://127.0.0.1:{listener.getsockname()[1]}", connect_timeout=0.2, read_timeout=0.5)
+    with pytest.raises(BackendUnavailable) as raised:
+        backend.request("GET", "/")
+    assert raised.value.reason == "the backend did not answer in time"
+    assert not sent_all.is_set(), "given up on while the backend was still trickling"
+    listener.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import ssl
+import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -76,6 +77,11 @@ class HttpBackend:
         self.host = parts.hostname
         self.base_path = parts.path.rstrip("/")
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        # urllib3's read timeout bounds each wait for a byte, not the exchange: a backend that
+        # sends a byte a second would hold the caller (a request thread, a job runner) for ever.
+        # The exchange runs in a thread of its own (a daemon: a stalled one never holds up the
+        # process's exit) and the caller waits this long at most.
+        self._deadline = connect_timeout + read_timeout
         options: dict = {"maxsize": pool_size, "retries": False, "timeout": self._timeout}
         if parts.scheme == "https":
             context = ssl.create_default_context(cafile=ca_bundle)
@@ -88,9 +94,28 @@ class HttpBackend:
         self, method: str, path: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> Reply:
         """``path`` is relative to the base URL's path and starts with '/'."""
-        url = self.base_url + path
+        outcome: list = []
+        done = threading.Event()
+
+        def exchange() -> None:
+            try:
+                outcome.append(self._exchange(method, self.base_url + path, body, dict(headers or {})))
+            except BaseException as error:  # noqa: BLE001 - handed to the caller below
+                outcome.append(error)
+            finally:
+                done.set()
+
+        threading.Thread(target=exchange, name="opscm-backend", daemon=True).start()
+        if not done.wait(self._deadline):
+            # Left to end by itself, at the backend's next stall longer than the read timeout.
+            raise BackendUnavailable("the backend did not answer in time")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _exchange(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Reply:
         try:
-            response = self._pool.request(method, url, body=body, headers=dict(headers or {}), redirect=False)
+            response = self._pool.request(method, url, body=body, headers=headers, redirect=False)
         except urllib3.exceptions.MaxRetryError as error:
             raise BackendUnavailable(_why(error.reason)) from None
         except urllib3.exceptions.HTTPError as error:
