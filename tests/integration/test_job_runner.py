@@ -8,7 +8,8 @@ import pytest
 
 from opscm.app import job_runner
 from opscm.mock import OpsWorksCMMock
-from opscm.service import jobs
+from opscm.service import jobs, leases
+from opscm.service.ports import Job
 from opscm.store.sql.jobs import SqlJobs
 from tests.support.clock import FakeClock
 from tests.support.requests import create_server_params
@@ -117,3 +118,34 @@ def test_a_job_that_outlives_its_lease_is_not_run_again_meanwhile(fast_polls, mo
             release.set()
         mock.wait_for_jobs()
     assert len(runs) == 1
+
+
+def test_a_request_that_asks_a_backend_keeps_its_jobs_lease(monkeypatch):
+    """A remote node change's own attempt (several backend calls may outlast the lease) renews
+    the lease of its job: the runner takes the job over only when that process is gone."""
+    clock = FakeClock()
+    renewed = threading.Event()
+    renew = SqlJobs.renew
+
+    def noted(self, job_id, attempt, until):
+        kept = renew(self, job_id, attempt, until)
+        renewed.set()
+        return kept
+
+    monkeypatch.setattr(SqlJobs, "renew", noted)
+    with OpsWorksCMMock(run_jobs=False, clock=clock) as mock:
+        server_id = _server_id(mock)
+        deps = mock.app.deps
+        with deps.uow() as uow:
+            job_id = uow.jobs.add("node-change", server_id, clock.now(), {}, lease_seconds=30)
+            uow.commit()
+        job = Job(job_id, "node-change", server_id, attempts=1, payload={}, created_at=clock.now())
+        with leases.lease_kept(deps, job, 30, every=0.01):
+            clock.advance(timedelta(seconds=31))  # the attempt has run past its first lease
+            renewed.clear()
+            assert renewed.wait(WAIT_SECONDS)
+            with deps.uow(read_only=True) as uow:
+                assert not uow.jobs.claimable(clock.now())
+        clock.advance(timedelta(seconds=31))  # the attempt's process is gone: no more renewals
+        with deps.uow(read_only=True) as uow:
+            assert uow.jobs.claimable(clock.now())

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import Iterator
-from datetime import timedelta
 
 from opscm.service.context import Dependencies
 from opscm.service.jobs import run_job
-from opscm.service.ports import Job
+from opscm.service.leases import lease_kept
 
 log = logging.getLogger(__name__)
 
@@ -78,37 +75,12 @@ class JobRunner:
             self._wake.set()
             self._running.add(job.id)
             try:
-                with self._lease_kept(job):
+                with lease_kept(self._deps, job, LEASE_SECONDS, every=RENEW_SECONDS):
                     run_job(self._deps, job)
             finally:
                 self._running.discard(job.id)
             count += 1
         return count
-
-    @contextlib.contextmanager
-    def _lease_kept(self, job: Job) -> Iterator[None]:
-        """The job's lease renewed while it runs: no other replica takes it over meanwhile."""
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(RENEW_SECONDS):
-                try:
-                    with self._deps.uow() as uow:
-                        kept = uow.jobs.renew(job.id, job.attempts, self._deps.clock.now() + timedelta(seconds=LEASE_SECONDS))
-                        uow.commit()
-                except Exception:  # noqa: BLE001 - the next renewal tries again, within the lease
-                    log.exception("renewing the lease of job %s failed", job.id)
-                    continue
-                if not kept:
-                    log.warning("job %s was taken over by another runner while it ran", job.id)
-                    return
-
-        renewer = threading.Thread(target=renew, name=f"opscm-lease-{job.id}", daemon=True)
-        renewer.start()
-        try:
-            yield
-        finally:
-            done.set()
 
     def release_leases(self) -> None:
         assert self._deps is not None

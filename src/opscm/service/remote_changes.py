@@ -22,6 +22,7 @@ from opscm.domain.servers import Server
 from opscm.engines.http import BackendError, BackendUnavailable
 
 from .context import Caller, Dependencies
+from .leases import lease_kept
 from .ports import Applied, Conflict, Engine, Job, NodeChange, UnitOfWork
 from .server_cache import check_current
 
@@ -55,7 +56,12 @@ def start(deps: Dependencies, caller: Caller, server: Server, engine: Engine, ch
         # Leased to this request while it asks the backend; the runner takes it over after that.
         job_id = uow.jobs.add(NODE_CHANGE, server.id, now, payload, lease_seconds=deps.limits.remote_attempt_seconds)
         uow.commit()
-    attempt(deps, Job(job_id, NODE_CHANGE, server.id, attempts=1, payload=payload, created_at=now), server, change)
+    job = Job(job_id, NODE_CHANGE, server.id, attempts=1, payload=payload, created_at=now)
+    # Renewed while the backend is asked (several calls may take longer than the lease): the
+    # runner takes the job over only if this request's process dies.
+    lease = deps.limits.remote_attempt_seconds
+    with lease_kept(deps, job, lease, every=lease / 3):
+        attempt(deps, job, server, change)
 
 
 def _claim(uow: UnitOfWork, server: Server, change: NodeChange, hashed: str, now) -> bool:
