@@ -275,5 +275,36 @@ def test_a_name_puppetserver_signed_already_is_not_taken(backed_opscm, backed, c
     assert any("already has a signed certificate" in e["Message"] for e in events)
 
 
+def test_a_csr_an_earlier_attempt_submitted_is_signed_not_refused(backed_opscm, backed, ca_api, tmp_path):
+    """An attempt whose submit reached puppetserver but whose answer was lost (a timeout, a 5xx)
+    left the CSR pending: the next attempt signs it (puppetserver refuses a second submit), and
+    a pending CSR of another key is a clear refusal."""
+    name, _ = backed
+    client = backed_opscm.client()
+    node = make_agent(tmp_path, f"retried-{uuid.uuid4().hex[:6]}", keylength=2048)
+    csr = node.generate_csr()
+    ca_api.submit_csr(node.certname, csr)  # the earlier attempt's submit
+    token = client.associate_node(ServerName=name, NodeName=node.certname, EngineAttributes=[
+        {"Name": "PUPPET_NODE_CSR", "Value": csr}
+    ])["NodeAssociationStatusToken"]
+    status = client.describe_node_association_status(ServerName=name, NodeAssociationStatusToken=token)
+    assert status["NodeAssociationStatus"] == "SUCCESS"
+    assert ca_api.status(node.certname)["state"] == "signed"
+
+    (tmp_path / "waiting").mkdir()
+    waiting = make_agent(tmp_path / "waiting", f"waiting-{uuid.uuid4().hex[:6]}", keylength=2048)
+    ca_api.submit_csr(waiting.certname, waiting.generate_csr())
+    (tmp_path / "another").mkdir()
+    another = make_agent(tmp_path / "another", waiting.certname, keylength=2048)
+    token = client.associate_node(ServerName=name, NodeName=waiting.certname, EngineAttributes=[
+        {"Name": "PUPPET_NODE_CSR", "Value": another.generate_csr()}
+    ])["NodeAssociationStatusToken"]
+    status = client.describe_node_association_status(ServerName=name, NodeAssociationStatusToken=token)
+    assert status["NodeAssociationStatus"] == "FAILED"
+    assert ca_api.status(waiting.certname)["state"] == "requested", "the pending CSR is left as it was"
+    events = client.describe_events(ServerName=name)["ServerEvents"]
+    assert any("pending certificate request" in e["Message"] and waiting.certname in e["Message"] for e in events)
+
+
 def test_backend_exported_user_data_makes_a_node_the_agent_accepts(backed_opscm, backed, puppetserver_ca, tmp_path):
     _user_data_node_gets_its_catalog(backed_opscm, backed[0], puppetserver_ca.port, tmp_path)

@@ -85,6 +85,16 @@ class PuppetCaApi:
             raise refusal(f"puppetserver CA: fetching the certificate of {certname!r} failed", reply)
         return _pem(reply, "CERTIFICATE", f"the certificate of {certname!r}", _MAX_PEM)
 
+    def requested_csr(self, certname: str) -> str | None:
+        """The CSR of ``certname`` waiting to be signed, or None when there is none."""
+        path = f"/certificate_request/{_name(certname)}"
+        reply = self._call("GET", path, _TEXT, f"fetch the pending CSR of {certname!r}")
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            raise refusal(f"puppetserver CA: fetching the pending CSR of {certname!r} failed", reply)
+        return _pem(reply, "CERTIFICATE REQUEST", f"the pending CSR of {certname!r}", _MAX_PEM)
+
     def submit_csr(self, certname: str, csr_pem: str) -> None:
         """Hand puppetserver the CSR of ``certname`` (it keeps it until signed; no autosign)."""
         body = csr_pem.encode("ascii") if isinstance(csr_pem, str) else bytes(csr_pem)

@@ -88,7 +88,13 @@ class PuppetServerCaEngine(BackendCertificates, RemoteEngine):
             if not replacing:
                 raise BackendRefused(f"Puppet Server already has a signed certificate for {name}", 409)
             self._api.clean(name)
-        self._api.submit_csr(name, csr_pem)
+        pending = self._api.requested_csr(name)
+        if pending is None:
+            self._api.submit_csr(name, csr_pem)
+        elif _public_key_of(x509.load_pem_x509_csr(pending.encode())) != wanted:
+            # puppetserver refuses a second CSR for a name while one waits (and clean leaves it).
+            raise BackendRefused(f"Puppet Server holds a pending certificate request for {name} with another key", 409)
+        # else: submitted by an earlier attempt whose answer was lost (a timeout, a 5xx): signed now.
         self._api.sign(name)
         signed = self._api.certificate(name)
         if signed is None or _public_key_of(x509.load_pem_x509_certificate(signed.encode())) != wanted:
