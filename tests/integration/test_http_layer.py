@@ -131,6 +131,71 @@ def test_a_head_that_never_ends_is_closed(strict):
         assert _read_all(sock) == b""
 
 
+def test_a_connection_that_sends_nothing_is_closed(strict):
+    # Before, the head's deadline began with its first byte: silent connections were held for
+    # ever, and --max-connections of them made every request of the worker 503.
+    with _connect(strict) as sock:
+        assert _read_all(sock) == b""
+
+
+def _answer(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_bytes_that_begin_no_request_do_not_hold_a_connection(strict):
+    with _connect(strict) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _answer(sock).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"\r\n")  # stops uvicorn's keep-alive timer and begins no request
+        assert _read_all(sock) == b""
+
+
+def test_an_endless_request_head_is_closed(strict):
+    with _connect(strict) as sock:
+        try:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Endless: " + b"a" * (1024 * 1024))
+        except OSError:
+            pass  # closed while the head was still being sent
+        try:
+            assert _read_all(sock) == b""
+        except ConnectionResetError:
+            pass  # closed with unread bytes: a reset
+    assert any("head exceeded" in line for line in strict.output)
+
+
+def _console_form(sock: socket.socket, length: int) -> None:
+    sock.sendall(
+        b"POST /console/sign-in HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        + f"Content-Length: {length}\r\n\r\ncsrf=".encode()
+    )
+
+
+def test_a_console_form_short_of_its_length_is_answered_408_and_closed(strict):
+    with _connect(strict) as sock:
+        _console_form(sock, 1000)
+        head, _, _ = _read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower()
+
+
+def test_a_console_form_whose_client_leaves_is_no_traceback(strict):
+    line = len(strict.output)
+    for _ in range(3):
+        with _connect(strict) as sock:
+            _console_form(sock, 1000)
+    with _connect(strict) as sock:  # answered after the three: their ends were handled
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _answer(sock).startswith(b"HTTP/1.1 200 ")
+    time.sleep(0.5)  # the server's log lines reach the test's reader
+    assert not any("Traceback" in text for text in strict.output[line:])
+
+
 # ---- slow clients ----------------------------------------------------------------------------
 
 BODY = 4 * 1024 * 1024

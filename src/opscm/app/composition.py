@@ -185,7 +185,9 @@ class Application:
                 self.metrics_asgi = self.metrics.app(figures)
             else:
                 routes += self.metrics.routes(figures)
-        routes += console_routes(self.deps, KeyRing(uow, self.secret_box, ttl=0), derive_key(master_key, "console"), regions)
+        routes += console_routes(
+            self.deps, KeyRing(uow, self.secret_box, ttl=0), derive_key(master_key, "console"), regions, settings.body_timeout
+        )
         self.asgi = create_asgi_app(
             self.pipeline, self.deps, body_limits, routes, DurableAnswers(uow.wal), store_threads=POSTGRES_CONNECTIONS
         )

@@ -33,6 +33,9 @@ from .durable_answers import MANY
 log = logging.getLogger("opscm.serving")
 
 DEFAULT_HEADER_TIMEOUT = 30.0
+# A request head larger than this closes its connection: httptools keeps no bound, and one
+# endless header held a worker's CPU and hundreds of MiB. A SigV4 request's head is ~1-2 KiB.
+MAX_HEAD_BYTES = 64 * 1024
 # At most this many connections are looked at to count the requests in progress (see _others).
 ALONE_LOOKS_AT = 64
 # asyncio waits up to 30 s for a TLS client's close_notify; an idle HTTP client never sends it.
@@ -79,6 +82,7 @@ class OpscmHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport):  # type: ignore[override]
         set_nodelay(transport)
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
         self._in_lane: _LaneRequest | None = None
         if transport.get_extra_info("sslcontext") is not None:
             transport = _TlsTransport(transport, self.loop)
@@ -88,6 +92,8 @@ class OpscmHttpProtocol(HttpToolsProtocol):
         self._share = self._lane.share if self._lane is not None else None
         if self._share is not None:
             self._share.opened()
+        # A connection that sends nothing is held no longer than a head that never ends.
+        self._arm_head_deadline()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -98,11 +104,32 @@ class OpscmHttpProtocol(HttpToolsProtocol):
                 self._in_lane = None
             else:
                 self._leave_lane()
+        if self.transport.is_closing():
+            return
+        if self._head_deadline is None and self._between_requests():
+            # Bytes that began no request (a CRLF, the rest of a body already answered) stopped
+            # uvicorn's keep-alive timer: they must not hold the connection for ever either.
+            self._arm_head_deadline()
+        if self._head_deadline is not None:  # the head is still incomplete after these bytes
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._cancel_head_deadline()
+                log.info("closed a connection from %s: its request head exceeded %d bytes", _peer(self.client), MAX_HEAD_BYTES)
+                self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
         if self._head_deadline is None:
+            self._head_bytes = 0
             self._head_deadline = self.loop.call_later(self.header_timeout, self._head_too_slow)
+
+    def _between_requests(self) -> bool:
+        """No request begun, in the lane, queued or waiting for its answer."""
+        cycle = self.cycle
+        return (cycle is None or cycle.response_complete) and self._in_lane is None and not self.pipeline
 
     def on_headers_complete(self) -> None:
         self._cancel_head_deadline()
@@ -250,7 +277,9 @@ class OpscmHttpProtocol(HttpToolsProtocol):
     def _head_too_slow(self) -> None:
         self._head_deadline = None
         if not self.transport.is_closing():
-            log.info("closed a connection from %s: its request head took more than %gs", _peer(self.client), self.header_timeout)
+            log.info(
+                "closed a connection from %s: no whole request head within %gs", _peer(self.client), self.header_timeout
+            )
             self.transport.close()
 
     def _cancel_head_deadline(self) -> None:

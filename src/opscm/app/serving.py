@@ -43,7 +43,7 @@ RESTART_DELAY_SECONDS = 1.0
 class HttpOptions:
     max_connections: int = 1000  # per worker; further requests are answered 503 and closed
     keep_alive: float = 5.0  # seconds an idle connection is kept between requests
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds a request's head may take once it has begun
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds a connection may take to send a whole request head
     tls: TlsFiles | None = None
 
 

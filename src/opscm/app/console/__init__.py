@@ -15,10 +15,13 @@ from .sessions import SessionCodec
 from .web import PREFIX
 
 
-def console_routes(deps: Dependencies, keys: KeyRing, console_key: bytes, regions: Iterable[str]) -> list[BaseRoute]:
+def console_routes(
+    deps: Dependencies, keys: KeyRing, console_key: bytes, regions: Iterable[str], body_timeout: float
+) -> list[BaseRoute]:
     """``keys``: looked up at every request (a KeyRing with no cache ends a removed key's sessions
-    at once); ``console_key``: derived from the master key, the same in every process."""
-    console = Console(deps, keys, SessionCodec(console_key, deps.clock), tuple(regions))
+    at once); ``console_key``: derived from the master key, the same in every process;
+    ``body_timeout``: how long a form's body may take to arrive (the API's ``--body-timeout``)."""
+    console = Console(deps, keys, SessionCodec(console_key, deps.clock), tuple(regions), body_timeout)
     return [
         Route(PREFIX, console.servers, methods=["GET"]),
         Route(PREFIX + "/sign-in", console.sign_in_form, methods=["GET"]),

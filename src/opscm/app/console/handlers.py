@@ -21,7 +21,18 @@ from ..credentials import KeyRing
 from .access import key_with_secret, may_use_console
 from .chart import hourly_chart
 from .sessions import IDLE_TIMEOUT, SIGN_IN_FORM_TIMEOUT, Session, SessionCodec, expires_in
-from .web import PREFIX, SESSION_COOKIE, SIGN_IN_COOKIE, clear_cookie, page, read_form, redirect, set_cookie
+from .web import (
+    PREFIX,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    SlowForm,
+    clear_cookie,
+    page,
+    read_form,
+    redirect,
+    set_cookie,
+    slow_form,
+)
 
 log = logging.getLogger("opscm.console")
 PAGE_SIZES = (50, 100, 200)
@@ -38,11 +49,14 @@ class SignedIn:
 
 
 class Console:
-    def __init__(self, deps: Dependencies, keys: KeyRing, codec: SessionCodec, regions: tuple[str, ...]):
+    def __init__(
+        self, deps: Dependencies, keys: KeyRing, codec: SessionCodec, regions: tuple[str, ...], body_timeout: float
+    ):
         self._deps = deps
         self._keys = keys
         self._codec = codec
         self._regions = regions
+        self._body_timeout = body_timeout
 
     # -- signing in and out ------------------------------------------------------------------
 
@@ -52,7 +66,10 @@ class Console:
         return self._sign_in_page(request)
 
     async def sign_in(self, request: Request) -> Response:
-        form = await read_form(request)
+        try:
+            form = await read_form(request, self._body_timeout)
+        except SlowForm:
+            return slow_form()
         if form is None or not self._codec.sign_in_token_matches(request.cookies.get(SIGN_IN_COOKIE), form.get("csrf", "")):
             return self._sign_in_page(request, "The sign-in form has expired. Please sign in again.", 403)
         key_id = form.get("access_key_id", "").strip()
@@ -72,7 +89,10 @@ class Console:
 
     async def sign_out(self, request: Request) -> Response:
         signed_in = await self._signed_in(request)
-        form = await read_form(request)
+        try:
+            form = await read_form(request, self._body_timeout)
+        except SlowForm:
+            return slow_form()
         if signed_in is not None and (form is None or not _same_token(form.get("csrf", ""), signed_in.session)):
             return page("error.html", {"message": "The form has expired; reload the page and sign out again."}, 403)
         response = redirect("/sign-in")

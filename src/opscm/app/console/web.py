@@ -3,16 +3,20 @@ carries, its cookies, and small bounded form bodies."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import urllib.parse
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 if TYPE_CHECKING:
     from jinja2 import Environment
+
+log = logging.getLogger("opscm.console")
 
 PREFIX = "/console"
 SESSION_COOKIE = "opscm_console"
@@ -92,13 +96,33 @@ def clear_cookie(request: Request, response: Response, name: str, path: str = PR
     set_cookie(request, response, name, "", 0, path)
 
 
-async def read_form(request: Request) -> dict[str, str] | None:
-    """An urlencoded form of at most MAX_FORM_BYTES (None if larger); the first of repeated fields."""
+class SlowForm(Exception):
+    """A form's body did not arrive within its deadline (answer it with :func:`slow_form`)."""
+
+
+def slow_form() -> Response:
+    """408, and the connection closed: what is left of the body must not be read as a request."""
+    response = page("error.html", {"message": "The form took too long to arrive; send it again."}, 408)
+    response.headers["Connection"] = "close"
+    return response
+
+
+async def read_form(request: Request, timeout: float) -> dict[str, str] | None:
+    """An urlencoded form of at most MAX_FORM_BYTES (None if larger, or if its client left); the
+    first of repeated fields. SlowForm if it takes more than ``timeout`` seconds (the API's body
+    deadline) to arrive."""
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_FORM_BYTES:
+                    return None
+    except TimeoutError:
+        log.info("a console form from %s took more than %gs", request.client.host if request.client else "-", timeout)
+        raise SlowForm() from None
+    except ClientDisconnect:  # gone mid-body: nobody to answer (and no traceback in the log)
+        return None
     try:
         fields = urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
     except ValueError:  # more fields than any console form has
