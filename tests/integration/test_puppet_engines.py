@@ -257,22 +257,35 @@ aws opsworks-cm describe-node-association-status --region us-east-1 --node-assoc
     assert TLS_REFUSAL in refused.stderr, describe(refused)
 
 
+def _associated(opscm, server: str, node: str, csr: str) -> str:
+    """The final status of associating ``node`` with ``csr`` (a backend's answer: final at once)."""
+    client = opscm.client()
+    token = client.associate_node(ServerName=server, NodeName=node, EngineAttributes=[
+        {"Name": "PUPPET_NODE_CSR", "Value": csr}
+    ])["NodeAssociationStatusToken"]
+    return client.describe_node_association_status(ServerName=server, NodeAssociationStatusToken=token)[
+        "NodeAssociationStatus"
+    ]
+
+
+def _agent_elsewhere(tmp_path, where: str, certname: str):
+    (tmp_path / where).mkdir()
+    return make_agent(tmp_path / where, certname, keylength=2048)
+
+
+def _events(opscm, server: str) -> list[str]:
+    return [e["Message"] for e in opscm.client().describe_events(ServerName=server)["ServerEvents"]]
+
+
 def test_a_name_puppetserver_signed_already_is_not_taken(backed_opscm, backed, ca_api, tmp_path):
     name, _ = backed
     owner = make_agent(tmp_path, f"owned-{uuid.uuid4().hex[:6]}", keylength=2048)
     ca_api.submit_csr(owner.certname, owner.generate_csr())
     ca_api.sign(owner.certname)
-    (tmp_path / "other").mkdir()
-    intruder = make_agent(tmp_path / "other", owner.certname, keylength=2048)
-    client = backed_opscm.client()
-    token = client.associate_node(ServerName=name, NodeName=owner.certname, EngineAttributes=[
-        {"Name": "PUPPET_NODE_CSR", "Value": intruder.generate_csr()}
-    ])["NodeAssociationStatusToken"]
-    status = client.describe_node_association_status(ServerName=name, NodeAssociationStatusToken=token)
-    assert status["NodeAssociationStatus"] == "FAILED"
+    intruder = _agent_elsewhere(tmp_path, "other", owner.certname)
+    assert _associated(backed_opscm, name, owner.certname, intruder.generate_csr()) == "FAILED"
     assert ca_api.status(owner.certname)["state"] == "signed", "the owner keeps its certificate"
-    events = client.describe_events(ServerName=name)["ServerEvents"]
-    assert any("already has a signed certificate" in e["Message"] for e in events)
+    assert any("already has a signed certificate" in message for message in _events(backed_opscm, name))
 
 
 def test_a_csr_an_earlier_attempt_submitted_is_signed_not_refused(backed_opscm, backed, ca_api, tmp_path):
@@ -280,30 +293,19 @@ def test_a_csr_an_earlier_attempt_submitted_is_signed_not_refused(backed_opscm, 
     left the CSR pending: the next attempt signs it (puppetserver refuses a second submit), and
     a pending CSR of another key is a clear refusal."""
     name, _ = backed
-    client = backed_opscm.client()
     node = make_agent(tmp_path, f"retried-{uuid.uuid4().hex[:6]}", keylength=2048)
     csr = node.generate_csr()
     ca_api.submit_csr(node.certname, csr)  # the earlier attempt's submit
-    token = client.associate_node(ServerName=name, NodeName=node.certname, EngineAttributes=[
-        {"Name": "PUPPET_NODE_CSR", "Value": csr}
-    ])["NodeAssociationStatusToken"]
-    status = client.describe_node_association_status(ServerName=name, NodeAssociationStatusToken=token)
-    assert status["NodeAssociationStatus"] == "SUCCESS"
+    assert _associated(backed_opscm, name, node.certname, csr) == "SUCCESS"
     assert ca_api.status(node.certname)["state"] == "signed"
 
-    (tmp_path / "waiting").mkdir()
-    waiting = make_agent(tmp_path / "waiting", f"waiting-{uuid.uuid4().hex[:6]}", keylength=2048)
+    waiting = _agent_elsewhere(tmp_path, "waiting", f"waiting-{uuid.uuid4().hex[:6]}")
     ca_api.submit_csr(waiting.certname, waiting.generate_csr())
-    (tmp_path / "another").mkdir()
-    another = make_agent(tmp_path / "another", waiting.certname, keylength=2048)
-    token = client.associate_node(ServerName=name, NodeName=waiting.certname, EngineAttributes=[
-        {"Name": "PUPPET_NODE_CSR", "Value": another.generate_csr()}
-    ])["NodeAssociationStatusToken"]
-    status = client.describe_node_association_status(ServerName=name, NodeAssociationStatusToken=token)
-    assert status["NodeAssociationStatus"] == "FAILED"
+    another = _agent_elsewhere(tmp_path, "another", waiting.certname)
+    assert _associated(backed_opscm, name, waiting.certname, another.generate_csr()) == "FAILED"
     assert ca_api.status(waiting.certname)["state"] == "requested", "the pending CSR is left as it was"
-    events = client.describe_events(ServerName=name)["ServerEvents"]
-    assert any("pending certificate request" in e["Message"] and waiting.certname in e["Message"] for e in events)
+    messages = _events(backed_opscm, name)
+    assert any("pending certificate request" in message and waiting.certname in message for message in messages)
 
 
 def test_backend_exported_user_data_makes_a_node_the_agent_accepts(backed_opscm, backed, puppetserver_ca, tmp_path):

@@ -78,22 +78,20 @@ class PuppetCaApi:
 
     def certificate(self, certname: str) -> str | None:
         """The signed certificate of ``certname``, or None when it has none."""
-        reply = self._call("GET", f"/certificate/{_name(certname)}", _TEXT, f"fetch the certificate of {certname!r}")
-        if reply.status == 404:
-            return None
-        if reply.status != 200:
-            raise refusal(f"puppetserver CA: fetching the certificate of {certname!r} failed", reply)
-        return _pem(reply, "CERTIFICATE", f"the certificate of {certname!r}", _MAX_PEM)
+        return self._stored_pem(f"/certificate/{_name(certname)}", "CERTIFICATE", f"the certificate of {certname!r}")
 
     def requested_csr(self, certname: str) -> str | None:
         """The CSR of ``certname`` waiting to be signed, or None when there is none."""
         path = f"/certificate_request/{_name(certname)}"
-        reply = self._call("GET", path, _TEXT, f"fetch the pending CSR of {certname!r}")
+        return self._stored_pem(path, "CERTIFICATE REQUEST", f"the pending CSR of {certname!r}")
+
+    def _stored_pem(self, path: str, label: str, what: str) -> str | None:
+        reply = self._call("GET", path, _TEXT, f"fetch {what}")
         if reply.status == 404:
             return None
         if reply.status != 200:
-            raise refusal(f"puppetserver CA: fetching the pending CSR of {certname!r} failed", reply)
-        return _pem(reply, "CERTIFICATE REQUEST", f"the pending CSR of {certname!r}", _MAX_PEM)
+            raise refusal(f"puppetserver CA: fetching {what} failed", reply)
+        return _pem(reply, label, what, _MAX_PEM)
 
     def submit_csr(self, certname: str, csr_pem: str) -> None:
         """Hand puppetserver the CSR of ``certname`` (it keeps it until signed; no autosign)."""
