@@ -37,6 +37,34 @@ def out_of_healthy(client, name: str, start) -> float:
     return time.perf_counter() - started
 
 
+def _storm_then_windows(server, args, keys) -> None:
+    """Associations of each engine, then a backup and a maintenance of the Puppet server."""
+    client = server.client()
+    key = (*server.access_key, "us-east-1")
+    for engine, name in (("Puppet", "busy-puppet"), ("ChefAutomate", "busy-chef")):
+        client.create_server(**create_server_params(name, engine))
+        wait_for_status(client, name)
+        started = time.perf_counter()
+        results, *_ = drive([server.url], key, node_requests(engine, name, [f"n{i}" for i in range(args.nodes)], keys), 16, 2)
+        failed = sum(r[0] != "ok" for r in results)
+        print(f"{engine:12} {args.nodes} associations in {time.perf_counter() - started:.1f} s, {failed} failed", flush=True)
+    rss = ", ".join(f"{pid}:{peak_rss_mb(pid):.0f}" for pid in _tree(server.process.pid))
+    print(f"peak RSS MB per server process after {args.nodes} associations of each engine: {rss}", flush=True)
+    for label, start in (
+        ("CreateBackup", lambda: client.create_backup(ServerName="busy-puppet")),
+        ("StartMaintenance", lambda: client.start_maintenance(ServerName="busy-puppet")),
+    ):
+        seconds = out_of_healthy(client, "busy-puppet", start)
+        print(f"{label:16} kept the Puppet server with {args.nodes} certificates out of HEALTHY for {seconds * 1000:.0f} ms", flush=True)
+    # The server is HEALTHY again before its backup's archive is written: wait for the backup.
+    deadline = time.monotonic() + 120
+    while (backup := client.describe_backups(ServerName="busy-puppet")["Backups"][0])["Status"] == "IN_PROGRESS":
+        if time.monotonic() > deadline:
+            raise TimeoutError("the backup is still IN_PROGRESS")
+        time.sleep(0.1)
+    print(f"backup {backup['Status']}, {backup.get('S3DataSize', 0) / 1e6:.1f} MB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=10000)
@@ -49,31 +77,10 @@ def main() -> None:
         options = ("--ca-key-bits", str(args.ca_key_bits), "--schedule-interval", "0", "--health-interval", "0",
                    "--log-level", "warning", "--workers", workers)
         server = start_server(data_dir, *options)
-        client = server.client()
-        key = (*server.access_key, "us-east-1")
-        for engine, name in (("Puppet", "busy-puppet"), ("ChefAutomate", "busy-chef")):
-            client.create_server(**create_server_params(name, engine))
-            wait_for_status(client, name)
-            started = time.perf_counter()
-            results, *_ = drive([server.url], key, node_requests(engine, name, [f"n{i}" for i in range(args.nodes)], keys), 16, 2)
-            failed = sum(r[0] != "ok" for r in results)
-            print(f"{engine:12} {args.nodes} associations in {time.perf_counter() - started:.1f} s, {failed} failed", flush=True)
-        rss = ", ".join(f"{pid}:{peak_rss_mb(pid):.0f}" for pid in _tree(server.process.pid))
-        print(f"peak RSS MB per server process after {args.nodes} associations of each engine: {rss}", flush=True)
-        for label, start in (
-            ("CreateBackup", lambda: client.create_backup(ServerName="busy-puppet")),
-            ("StartMaintenance", lambda: client.start_maintenance(ServerName="busy-puppet")),
-        ):
-            seconds = out_of_healthy(client, "busy-puppet", start)
-            print(f"{label:16} kept the Puppet server with {args.nodes} certificates out of HEALTHY for {seconds * 1000:.0f} ms", flush=True)
-        # The server is HEALTHY again before its backup's archive is written: wait for the backup.
-        deadline = time.monotonic() + 120
-        while (backup := client.describe_backups(ServerName="busy-puppet")["Backups"][0])["Status"] == "IN_PROGRESS":
-            if time.monotonic() > deadline:
-                raise TimeoutError("the backup is still IN_PROGRESS")
-            time.sleep(0.1)
-        print(f"backup {backup['Status']}, {backup.get('S3DataSize', 0) / 1e6:.1f} MB", flush=True)
-        server.stop()
+        try:
+            _storm_then_windows(server, args, keys)
+        finally:
+            server.stop()  # also when a step fails: no server left running
         # As `pip install .` leaves opscm: compiled. An editable install under PYTHONDONTWRITEBYTECODE
         # would compile every module again at each start (about 0.2 s here).
         compileall.compile_dir(Path(opscm.__file__).parent, quiet=1)
