@@ -24,9 +24,12 @@ from cryptography import x509
 
 from opscm.app.secret_box import AesGcmBox, load_master_key
 from opscm.mock import OpsWorksCMMock
-from opscm.service import schedule
+from opscm.domain.backups import server_name_of_backup
+from opscm.service import backups, schedule
+from opscm.service.context import Caller
 from tests.support import openssl
 from tests.support.clock import FakeClock
+from tests.support.console import console_app, healthy_server
 from tests.support.mock_client import mock_client, set_server_status
 from tests.support.requests import create_server_params, make_csr, public_pem, rsa_key
 from tests.support.server import start_server, wait_for_status, wait_until_gone
@@ -601,3 +604,20 @@ def test_a_served_opscm_finishes_a_backup_left_by_a_killed_process(tmp_path):
         assert (tmp_path / "backups" / f"{backup_id}.backup").exists()
     finally:
         served.stop(signal.SIGKILL)
+
+
+def test_servers_of_one_name_in_other_accounts_or_regions_get_their_own_backup_ids(tmp_path):
+    """AWS's ids hold the server's name and the millisecond only: servers named alike in other
+    accounts or regions, backed up in one tick, took one id (the key of every backup): the
+    tick failed for every server of every account, all through the window."""
+    clock = FakeClock(datetime(2030, 1, 7, 7, 0, tzinfo=timezone.utc))  # before the default 08:00 window
+    callers = [Caller("111111111111", "us-east-1"), Caller("222222222222", "us-east-1"), Caller("111111111111", "us-west-2")]
+    with console_app(tmp_path, clock) as (app, _):
+        for caller in callers:
+            healthy_server(app, caller, "prod")
+        healthy_server(app, callers[0], "unrelated")
+        clock.set(datetime(2030, 1, 7, 8, 5, tzinfo=timezone.utc))  # in every server's window
+        assert schedule.tick(app.deps) == 4
+        ids = [b["BackupId"] for caller in callers for b in backups.describe_backups(app.deps, caller, {"ServerName": "prod"})["Backups"]]
+        assert len(ids) == len(set(ids)) == 3
+        assert all(server_name_of_backup(backup_id) == "prod" for backup_id in ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 
 from opscm import __version__
 from opscm.domain.backups import Backup, BackupStatus, BackupType, new_backup_id
@@ -35,8 +36,16 @@ def start_backup(
             raise LimitExceeded(
                 f"You have reached the maximum of {deps.limits.manual_backups_per_region} manual backups."
             )
+    # AWS's ids hold only the server's name and the millisecond: a server of the same name in
+    # another account or region, backed up in the same tick, would take the same id (the key of
+    # every backup, and its file's name). The next free millisecond is taken instead.
+    backup_id = new_backup_id(server.name, now)
+    taken = now
+    while uow.backups.id_taken(backup_id):
+        taken += timedelta(milliseconds=1)
+        backup_id = new_backup_id(server.name, taken)
     backup = Backup(
-        id=new_backup_id(server.name, now),
+        id=backup_id,
         account_id=server.account_id,
         region=server.region,
         server_id=server.id,

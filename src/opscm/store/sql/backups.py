@@ -14,6 +14,9 @@ class SqlBackups(Repository):
     def add(self, backup: Backup) -> None:
         self._db.execute(insert(t.backups).values(**_backup_row(backup)))
 
+    def id_taken(self, backup_id: str) -> bool:
+        return self._db.scalar(select(t.backups.c.id).where(t.backups.c.id == backup_id)) is not None
+
     def get(self, account_id: str, region: str, backup_id: str) -> Backup | None:
         c = t.backups.c
         row = (
