@@ -286,6 +286,14 @@ def test_puppet_script_installs_a_verified_certificate(opscm, client, home, pupp
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert openssl.verify(tmp_path, ca_path.read_text(), cert_path.read_text(), crl_path.read_text()).returncode == 0
 
+    # Running it again (a reboot's hook) is refused (the name is in force) and changes nothing on
+    # the node: before, the key and certificate in force were deleted before the refusal.
+    key_path = ssldir / "private_keys" / f"{certname}.pem"
+    before = key_path.read_bytes(), cert_path.read_bytes()
+    again = _run(script, env, tmp_path)
+    assert again.returncode != 0 and "already associated" in again.stderr
+    assert (key_path.read_bytes(), cert_path.read_bytes()) == before
+
 
 # ---- what the script needs from opscm ------------------------------------------------------
 

@@ -56,9 +56,12 @@ puppet_ruby() {
 
 # generate_csr CERTNAME CONFDIR SSLDIR: a new key and CSR under SSLDIR (the agent's own
 # layout), made by Puppet when it is installed, else by openssl.
+# generate_csr CERTNAME CONFDIR SSLDIR: a new key and its request in SSLDIR (the work dir's: the
+# node's own key and certificate stay in place until the association has succeeded).
 generate_csr() {
   local certname="$1" confdir="$2" ssldir="$3" ruby
-  rm -f "$ssldir/private_keys/$certname.pem" "$ssldir/certificate_requests/$certname.pem" "$ssldir/certs/$certname.pem"
+  mkdir -p "$ssldir/certificate_requests"
+  mkdir -p -m 750 "$ssldir/private_keys"
   if have puppet && ruby="$(puppet_ruby)" && [ -n "$ruby" ]; then
     if "$ruby" -e "$puppet_csr_ruby" -- --confdir "$confdir" --ssldir "$ssldir" --certname "$certname"; then
       return
@@ -160,10 +163,10 @@ main() {
   mkdir -p "$confdir" "$ssldir/certs" "$ssldir/certificate_requests"
   mkdir -p -m 750 "$ssldir/private_keys"
 
-  generate_csr "$certname" "$confdir" "$ssldir"
+  generate_csr "$certname" "$confdir" "$opscm_work/ssl"
   log "associating node $certname with Puppet server $OPSCM_SERVER_NAME ($AWS_ENDPOINT_URL)"
   token="$(opsworks_cm_retrying associate-node --server-name "$OPSCM_SERVER_NAME" --node-name "$certname" \
-    --engine-attributes Name=PUPPET_NODE_CSR,Value="$(cat "$ssldir/certificate_requests/$certname.pem")" \
+    --engine-attributes Name=PUPPET_NODE_CSR,Value="$(cat "$opscm_work/ssl/certificate_requests/$certname.pem")" \
     --query NodeAssociationStatusToken --output text)"
   wait_associated "$token" "$certname"
 
@@ -172,7 +175,9 @@ main() {
   # The CRL is published by opscm, or by the Puppet Server CA that backs this server (trusted
   # through the CA certificate just checked).
   fetch "$crl_url" "$opscm_work/crl.pem" 2>/dev/null || fetch "$crl_url" "$opscm_work/crl.pem" "$opscm_work/ca.pem"
-  # Everything is here and checked: install it.
+  # Everything is here and checked: install it (a refusal above left the node's own as they were).
+  mv -f "$opscm_work/ssl/private_keys/$certname.pem" "$ssldir/private_keys/$certname.pem"
+  mv -f "$opscm_work/ssl/certificate_requests/$certname.pem" "$ssldir/certificate_requests/$certname.pem"
   mv -f "$opscm_work/cert.pem" "$ssldir/certs/$certname.pem"
   mv -f "$opscm_work/ca.pem" "$ssldir/certs/ca.pem"
   mv -f "$opscm_work/crl.pem" "$ssldir/crl.pem"
