@@ -166,8 +166,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     scheme = "https" if tls_files else "http"
     urls = [f"{scheme}://{host}:{listener.getsockname()[1]}" for listener in (api[0], *metrics)]
+    from .app.secret_box import MasterKeyError
+
     try:
         return _start_serving(args, config, api, metrics, urls, endpoint_host, tls_files)
+    except MasterKeyError as error:
+        say.error(str(error))
     except SQLAlchemyError as error:
         # The driver's first line says what is wrong (never SQL parameters: they are hidden).
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]

@@ -129,12 +129,13 @@ def _guarded(command):
 
     def run(args: argparse.Namespace) -> int:
         from .app.credentials import CredentialsError
+        from .app.secret_box import MasterKeyError
 
         try:
             return command(args)
         except ValueError as error:
             return _fail(error, USAGE_ERROR)
-        except CredentialsError as error:
+        except (CredentialsError, MasterKeyError) as error:
             return _fail(error, REFUSED)
 
     return run

@@ -1,8 +1,10 @@
 """The HTTP layer of ``opscm serve``: TCP_NODELAY on accepted sockets, deadlines for request heads
 and bodies, a budget of buffered body bytes, and a clean log when clients go away."""
 
+import base64
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -303,4 +305,33 @@ def test_a_read_only_data_dir_is_one_line(tmp_path):
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"opscm: cannot write to the data dir {data} (read-only file system): mount it read-write, or choose another with --data-dir"
+    ]
+
+
+def _key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def test_another_master_key_than_the_stores_is_one_line(tmp_path, monkeypatch):
+    """Before, opscm started and answered every signed request 500 (the secrets would not open)."""
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("OPSCM_MASTER_KEY", _key())
+    server = start_server(data_dir)  # the admin key is sealed with it
+    server.stop()
+    monkeypatch.setenv("OPSCM_MASTER_KEY", _key())
+    result = _serve_once(str(data_dir))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "opscm: the master key does not open the secrets stored in this database: start with the master key "
+        "they were sealed with (OPSCM_MASTER_KEY, or the data dir's master.key)"
+    ]
+
+
+@pytest.mark.parametrize("value", ["not base64!", base64.b64encode(b"short").decode()])
+def test_a_master_key_that_is_no_key_is_one_line(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("OPSCM_MASTER_KEY", value)
+    result = _serve_once(str(tmp_path / "data"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "opscm: OPSCM_MASTER_KEY is not a master key: 32 bytes in base64 (44 characters) are expected"
     ]

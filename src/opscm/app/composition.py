@@ -39,7 +39,7 @@ from .job_runner import JobRunner, PeriodicTask
 from .leadership import Election, LeadershipLock
 from .metrics import Metrics
 from .pipeline import Authenticator, Pipeline, TrustingAuthenticator
-from .secret_box import AesGcmBox, derive_key, load_master_key
+from .secret_box import AesGcmBox, check_master_key, derive_key, load_master_key
 from .request_body import DEFAULT_BODY_BUFFER_BYTES, DEFAULT_BODY_TIMEOUT, BodyBudget, BodyLimits
 from .throttle import TokenBuckets
 
@@ -102,7 +102,11 @@ def open_store(settings: Settings) -> tuple[SqlEngine, SqlUnitOfWorkFactory, byt
     gate = WriterGate(Path(settings.data_dir) / "opscm.db.writer") if on_disk else None
     group_commit = settings.group_commit and settings.durable
     uow = SqlUnitOfWorkFactory(database, gate, checkpoint_apart=settings.checkpoint_apart, group_commit=group_commit)
-    return database, uow, load_master_key(settings.data_dir)
+    master_key = load_master_key(settings.data_dir)
+    with uow(read_only=True) as reading:
+        keys = reading.access_keys.list()
+        check_master_key(AesGcmBox(master_key), reading.access_keys.get(keys[0].access_key_id)[1] if keys else None)
+    return database, uow, master_key
 
 
 class UtcClock:
