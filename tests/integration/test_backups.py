@@ -431,7 +431,32 @@ def test_a_restore_that_cannot_read_its_backup_changes_nothing():
         server = _server(client, "lost")
         assert server["Status"] == "HEALTHY" and _attrs(server)["PUPPET_API_CA_CERT"] == ca
         messages = [e["Message"] for e in client.describe_events(ServerName="lost")["ServerEvents"]]
-        assert messages[0].startswith(f"Restore from backup {backup['BackupId']} failed: the backup storage failed: No such file or directory")
+        assert messages[0] == (
+            f"Restore from backup {backup['BackupId']} failed: The file of backup {backup['BackupId']} is not in this "
+            "opscm's data dir."
+        )
+
+
+def test_a_backup_whose_file_is_damaged_or_gone_is_a_clear_refusal():
+    """Before, CreateServer from it answered 500, and a restore's event said 'an internal error'."""
+    with _held_jobs(("damaged", "Puppet")) as (mock, client):
+        backup_id = client.create_backup(ServerName="damaged")["Backup"]["BackupId"]
+        mock.app.jobs.run_pending()
+        path = _path_of(client.describe_backups(BackupId=backup_id)["Backups"][0]["S3DataUrl"])
+        sealed = bytearray(path.read_bytes())
+        sealed[-1] ^= 1  # one bit: the seal no longer opens
+        path.write_bytes(bytes(sealed))
+        damaged = f"The file of backup {backup_id} cannot be opened: it is damaged, or sealed with another master key."
+        params = create_server_params("copy", "Puppet", BackupId=backup_id)
+        assert _error(lambda: client.create_server(**params)) == ("ValidationException", damaged)
+        client.restore_server(ServerName="damaged", BackupId=backup_id)
+        mock.app.jobs.run_pending()
+        assert _server(client, "damaged")["Status"] == "HEALTHY"
+        message = client.describe_events(ServerName="damaged")["ServerEvents"][0]["Message"]
+        assert message == f"Restore from backup {backup_id} failed: {damaged}"
+        path.unlink()
+        code, message = _error(lambda: client.create_server(**params))
+        assert (code, message) == ("ValidationException", f"The file of backup {backup_id} is not in this opscm's data dir.")
 
 
 # --- CreateServer from a backup --------------------------------------------------------------------

@@ -36,7 +36,10 @@ class AesGcmBox:
         if sealed[:1] != _VERSION:
             raise ValueError("unknown sealed-secret format")
         nonce = sealed[1 : 1 + _NONCE_BYTES]
-        return self._aead.decrypt(nonce, sealed[1 + _NONCE_BYTES :], _VERSION)
+        try:
+            return self._aead.decrypt(nonce, sealed[1 + _NONCE_BYTES :], _VERSION)
+        except InvalidTag:
+            raise ValueError("the sealed secret does not open: damaged, or sealed with another key") from None
 
 
 def derive_key(master_key: bytes, purpose: str) -> bytes:
@@ -80,7 +83,7 @@ def check_master_key(box: AesGcmBox, sealed: bytes | None) -> None:
         return
     try:
         box.open(sealed)
-    except (InvalidTag, ValueError):
+    except ValueError:
         raise MasterKeyError(
             "the master key does not open the secrets stored in this database: start with the master key they "
             "were sealed with (OPSCM_MASTER_KEY, or the data dir's master.key)"

@@ -24,7 +24,8 @@ class SecretBox(Protocol):
 
     def seal(self, plaintext: bytes) -> bytes: ...
 
-    def open(self, sealed: bytes) -> bytes: ...
+    def open(self, sealed: bytes) -> bytes:
+        """The plaintext; ValueError when ``sealed`` is damaged or was sealed with another key."""
 
 
 @dataclasses.dataclass(frozen=True)

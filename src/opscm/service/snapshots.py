@@ -52,9 +52,18 @@ def require_usable(backup: Backup, engine: str) -> None:
 
 
 def read_snapshot(deps: Dependencies, backup: Backup) -> dict:
+    """The backup's snapshot, or a refusal that says why it cannot be read (never a 500)."""
     if backup.location is None:
         raise ValidationFailed(f"Backup {backup.id} has no stored snapshot.")
-    return decode(deps.backup_storage.get(backup.location))
+    try:
+        return decode(deps.backup_storage.get(backup.location))
+    except FileNotFoundError:
+        # Each replica keeps the files of the backups it made, in its own data dir.
+        raise ValidationFailed(f"The file of backup {backup.id} is not in this opscm's data dir.") from None
+    except (ValueError, OSError):  # SecretBox.open's ValueError: damaged, or another key
+        raise ValidationFailed(
+            f"The file of backup {backup.id} cannot be opened: it is damaged, or sealed with another master key."
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
