@@ -646,3 +646,62 @@ def test_servers_of_one_name_in_other_accounts_or_regions_get_their_own_backup_i
         ids = [b["BackupId"] for caller in callers for b in backups.describe_backups(app.deps, caller, {"ServerName": "prod"})["Backups"]]
         assert len(ids) == len(set(ids)) == 3
         assert all(server_name_of_backup(backup_id) == "prod" for backup_id in ids)
+
+
+class _Killed(BaseException):
+    """Stands for kill -9: nothing after it runs, no ``except Exception`` sees it."""
+
+
+def test_a_backup_whose_process_died_after_storing_its_file_finishes_when_taken_over(tmp_path, monkeypatch):
+    """Before, the job run again found the server back at work and failed the backup, leaving its
+    file behind for good."""
+    clock = FakeClock()
+    mock = OpsWorksCMMock(run_jobs=False, data_dir=tmp_path, clock=clock)
+    client = mock_client(mock)
+    client.create_server(**create_server_params("crash", "Puppet"))
+    mock.app.jobs.run_pending()
+    backup_id = client.create_backup(ServerName="crash")["Backup"]["BackupId"]
+    finish = backups._finish
+
+    def killed_once_stored(deps, server_id, payload, *, location=None, **options):
+        if location:
+            raise _Killed()
+        return finish(deps, server_id, payload, location=location, **options)
+
+    monkeypatch.setattr(backups, "_finish", killed_once_stored)
+    with pytest.raises(_Killed):
+        mock.app.jobs.run_pending()
+    monkeypatch.setattr(backups, "_finish", finish)
+    mock.close()
+    assert (tmp_path / "backups" / f"{backup_id}.backup").exists()
+
+    clock.advance(timedelta(minutes=5))  # past the dead process's lease on the job
+    with OpsWorksCMMock(data_dir=tmp_path, clock=clock) as mock:
+        mock.wait_for_jobs()
+        client = mock_client(mock)
+        backup = client.describe_backups(BackupId=backup_id)["Backups"][0]
+        assert backup["Status"] == "OK" and backup["S3DataSize"] > 0
+        assert _server(client, "crash")["Status"] == "HEALTHY"
+
+
+def test_a_store_error_while_recording_a_stored_backup_fails_it_cleanly(tmp_path, monkeypatch):
+    """Before, the backup stayed IN_PROGRESS for ever (never deletable) and its server FAILED."""
+    with OpsWorksCMMock(run_jobs=False, data_dir=tmp_path) as mock:
+        client = mock_client(mock)
+        client.create_server(**create_server_params("hiccup", "Puppet"))
+        mock.app.jobs.run_pending()
+        backup_id = client.create_backup(ServerName="hiccup")["Backup"]["BackupId"]
+        finish, calls = backups._finish, []
+
+        def locked_once(*args, **options):
+            calls.append(options)
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return finish(*args, **options)
+
+        monkeypatch.setattr(backups, "_finish", locked_once)
+        mock.app.jobs.run_pending()
+        backup = client.describe_backups(BackupId=backup_id)["Backups"][0]
+        assert backup["Status"] == "FAILED" and _server(client, "hiccup")["Status"] == "HEALTHY"
+        assert not (tmp_path / "backups" / f"{backup_id}.backup").exists(), "a failed backup's file goes with it"
+        client.delete_backup(BackupId=backup_id)

@@ -153,25 +153,34 @@ def run_backup(deps: Dependencies, server_id: str, payload: dict) -> None:
     the snapshot sealed and finish the backup: the server is BACKING_UP only while its state is
     read (in a boot storm, that is when AssociateNode is refused).
 
-    Safe to run again after a crash: the snapshot is taken anew and stored under the same name.
+    Safe to run again after a crash or a failure to record its end: before the server went back
+    to work the snapshot is taken anew; after, the snapshot stored then (a put is whole or
+    nothing) finishes the backup, or, if none was stored, it fails.
     """
+    location = None
     try:
         with deps.uow(read_only=True) as uow:
             backup = _job_backup(uow, payload)
             if backup is None or backup.status is not BackupStatus.IN_PROGRESS:
                 return  # deleted with its server, or finished before a restart
             server = uow.servers.get_by_id(server_id)
-            if server is None or server.status is not ServerStatus.BACKING_UP:
+            if server is not None and server.status is not ServerStatus.BACKING_UP:
+                location = deps.backup_storage.stored(backup.id)  # an earlier run's, past _resume
+            if location is None and (server is None or server.status is not ServerStatus.BACKING_UP):
                 raise InvalidState("The server was deleted or left BACKING_UP before the snapshot was taken.")
-            snapshot = deps.engine_for(server).snapshot(uow, server)
-        _resume(deps, server_id, payload)
-        data = snapshots.encode(snapshot)
-        location = deps.backup_storage.put(backup.id, data)
+            snapshot = deps.engine_for(server).snapshot(uow, server) if location is None else None
+        if location is None:
+            _resume(deps, server_id, payload)
+            data = snapshots.encode(snapshot)
+            location = deps.backup_storage.put(backup.id, data)
+            size = len(data)
+        else:
+            size = len(deps.backup_storage.get(location))
+        _finish(deps, server_id, payload, location=location, size=size)
     except Exception as error:  # noqa: BLE001 - a failed backup is recorded; the server goes back to work
         log.exception("backup %s of server %s failed", payload.get("backup_id"), server_id)
-        _finish(deps, server_id, payload, failure=failure_reason(error))
-        return
-    _finish(deps, server_id, payload, location=location, size=len(data))
+        # A file stored for a backup that failed must not outlive it.
+        _finish(deps, server_id, payload, failure=failure_reason(error), stored=location)
 
 
 def _resume(deps: Dependencies, server_id: str, payload: dict) -> None:
@@ -195,9 +204,16 @@ def failure_reason(error: Exception) -> str:
 
 
 def _finish(
-    deps: Dependencies, server_id: str, payload: dict, *, location: str | None = None, size: int = 0, failure: str = ""
+    deps: Dependencies,
+    server_id: str,
+    payload: dict,
+    *,
+    location: str | None = None,
+    size: int = 0,
+    failure: str = "",
+    stored: str | None = None,
 ) -> None:
-    unused: list[str | None] = []
+    unused: list[str | None] = [stored] if stored else []
     with deps.uow() as uow:
         backup = _job_backup(uow, payload)
         server = uow.servers.get_by_id(server_id)

@@ -52,6 +52,10 @@ class FileBackupStorage:
     def url(self, location: str) -> str | None:
         return self._path(location).resolve().as_uri()
 
+    def stored(self, backup_id: str) -> str | None:
+        location = backup_id + _SUFFIX
+        return location if self._path(location).exists() else None
+
     def _path(self, location: str) -> Path:
         # Locations come from our own rows, but never let one name a file outside the directory.
         if not _LOCATION.fullmatch(location):
@@ -69,6 +73,9 @@ class MemoryBackupStorage:
     def put(self, backup_id: str, data: bytes) -> str:
         self._blobs[backup_id] = self._box.seal(data)
         return backup_id
+
+    def stored(self, backup_id: str) -> str | None:
+        return backup_id if backup_id in self._blobs else None
 
     def get(self, location: str) -> bytes:
         try:
