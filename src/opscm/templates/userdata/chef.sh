@@ -87,8 +87,9 @@ main() {
     *[!A-Za-z0-9_.-]* | "") die "node name '$node' is not a Chef client name (letters, digits, _ - .); set OPSCM_NODE_NAME" ;;
   esac
   mkdir -p "$OPSCM_CHEF_CONFIG_DIR"
-  # The new key becomes client.pem once the server knows it.
-  key="$OPSCM_CHEF_CONFIG_DIR/client.pem.opscm"
+  # The new key becomes client.pem once the server knows it (until then it is in the work dir:
+  # a refusal leaves nothing of it on the node).
+  key="$opscm_work/client.pem"
   ( umask 077; openssl genrsa -out "$key" 2048 2>/dev/null )
   public_key="$(openssl rsa -in "$key" -pubout 2>/dev/null)"
 
