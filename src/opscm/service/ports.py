@@ -32,7 +32,7 @@ class SecretBox(Protocol):
 class AccessKey:
     access_key_id: str
     account_id: str
-    secret_access_key: str
+    secret_access_key: str = dataclasses.field(repr=False)  # never in a log line or a traceback
     name: str
     actions: tuple[str, ...]
     server_names: tuple[str, ...] | None
