@@ -72,6 +72,21 @@ def test_quoted_key_as_aws_user_data_sends_it(opscm, client, chef_server):
     assert _registered_key(opscm, "quoted").split() == pem.split()
 
 
+def test_an_association_repeated_with_the_same_key_succeeds(opscm, client, chef_server):
+    """The aws CLI sends AssociateNode again by itself when its answer was lost (a proxy's 5xx, a
+    reset): the repeat, with the key in force, is answered as the first was, not refused."""
+    attributes = [{"Name": "CHEF_ORGANIZATION", "Value": "default"}, {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": public_pem(rsa_key())}]
+    for _ in range(2):
+        token = client.associate_node(ServerName=chef_server, NodeName="repeated", EngineAttributes=attributes)[
+            "NodeAssociationStatusToken"
+        ]
+        status = client.describe_node_association_status(ServerName=chef_server, NodeAssociationStatusToken=token)
+        assert status["NodeAssociationStatus"] == "SUCCESS"
+    assert _registered_key(opscm, "repeated").split() == attributes[1]["Value"].split()
+    events = client.describe_events(ServerName=chef_server)["ServerEvents"]
+    assert not any("node repeated failed" in e["Message"] for e in events)
+
+
 def test_a_name_in_force_is_refused_until_replacement_is_allowed(opscm, client, chef_server):
     attributes = lambda pem: [{"Name": "CHEF_ORGANIZATION", "Value": "default"}, {"Name": "CHEF_NODE_PUBLIC_KEY", "Value": pem}]  # noqa: E731
     old, new = public_pem(rsa_key()), public_pem(rsa_key())

@@ -81,6 +81,17 @@ def test_serials_are_unique_under_concurrency(client, puppet_server):
     assert all(s > 1 for s in serials), "serial 1 is the CA's"
 
 
+def test_an_association_repeated_with_the_same_csr_gets_the_same_certificate(client, puppet_server):
+    """The aws CLI sends AssociateNode again by itself when its answer was lost: the repeat is
+    answered with the certificate in force, not refused (nor a second certificate)."""
+    csr = make_csr("repeated")
+    certificates = [
+        _certificate(client, puppet_server, _associate(client, puppet_server, "repeated", csr)["NodeAssociationStatusToken"])
+        for _ in range(2)
+    ]
+    assert certificates[0] == certificates[1]
+
+
 def test_a_signed_name_is_refused_as_puppet_refuses_it(client, puppet_server):
     _associate(client, puppet_server, "taken", make_csr("taken"))
     code, message = _error(lambda: _associate(client, puppet_server, "taken", make_csr("taken")))

@@ -105,6 +105,10 @@ class BuiltinChef(KeyFingerprints):
         key = change.request.get("public_key")  # as vet_chef_change checked it
         return PreparedChange(change, self._clock.now(), checked_key_fingerprint(key) if key else None)
 
+    def applied_if_held(self, server: Server, change: NodeChange, holder: NodeClaim) -> Applied | None:
+        key = change.request.get("public_key")  # as vet_chef_change checked it
+        return Applied(ref=holder.ref) if key and holder.ref == checked_key_fingerprint(key) else None
+
     def commit_change(self, uow: UnitOfWork, server: Server, prepared: PreparedChange) -> Applied:
         change, registry = prepared.change, uow.bind(self._registry)
         organization = change.request["organization"]

@@ -227,6 +227,17 @@ class BuiltinPuppet:
         )
         return PreparedChange(now, change.node_name, revoke, crl, cert_pem, serial)
 
+    def applied_if_held(self, server: Server, change: NodeChange, holder: NodeClaim) -> Applied | None:
+        csr = change.vetted or check_csr(change.request["csr"], change.node_name, self._policy)
+        with self._uow(read_only=True) as uow:
+            cert_pem = uow.bind(self._store).certificate_pem(server.id, change.node_name)  # the newest in force
+        if cert_pem is None:
+            return None
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        if str(cert.serial_number) != holder.ref or cert.public_key() != csr.public_key():
+            return None
+        return Applied([{"Name": PUPPET_NODE_CERT, "Value": cert_pem}], ref=holder.ref)
+
     def commit_change(self, uow: UnitOfWork, server: Server, prepared: PreparedChange) -> Applied:
         store = uow.bind(self._store)
         if prepared.crl is not None:

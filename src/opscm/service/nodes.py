@@ -23,12 +23,12 @@ from typing import Any
 
 from opscm.domain.associations import Association, AssociationAction, AssociationStatus
 from opscm.domain.errors import DomainError, InvalidState, NotFound
-from opscm.domain.nodes import NodeClaim, NodeState, check_claim, check_not_reserved
+from opscm.domain.nodes import NodeClaim, NodeNamePolicy, NodeState, check_claim, check_not_reserved
 from opscm.domain.servers import ASSOCIATION_STATES, Server
 
 from . import remote_changes
 from .context import Caller, Dependencies
-from .ports import Conflict, Engine, NodeChange, StaleServer
+from .ports import Applied, Conflict, Engine, NodeChange, RepeatableAssociation, StaleServer
 from .server_cache import check_current
 from .steps import Brief, Steps, run_steps
 
@@ -143,6 +143,40 @@ def _holder(deps: Dependencies, server: Server, node_name: str) -> NodeClaim | N
         return uow.nodes.get(server.id, node_name)
 
 
+def _repeated(server: Server, engine: Engine, change: NodeChange, holder: NodeClaim | None) -> Applied | None:
+    """What the association in force applied, when this AssociateNode asks for the same key on the
+    UNIQUE policy: the aws CLI repeats a request whose answer was lost, and the node, given a
+    refusal, would keep a name held by a key it never installed."""
+    if (
+        change.action is not AssociationAction.ASSOCIATE
+        or holder is None
+        or holder.state is not NodeState.ASSOCIATED
+        or server.node_name_policy is not NodeNamePolicy.UNIQUE
+        or not isinstance(engine, RepeatableAssociation)
+    ):
+        return None
+    return engine.applied_if_held(server, change, holder)
+
+
+def _record(deps: Dependencies, caller: Caller, server: Server, change: NodeChange, hashed: str, applied: Applied) -> None:
+    """A repeated association's own token, answered with what the one in force applied."""
+    now = deps.clock.now()
+    with deps.uow(lean=True) as uow:
+        check_current(uow, server)
+        association = Association(
+            token_hash=hashed,
+            server_id=server.id,
+            node_name=change.node_name,
+            action=change.action,
+            status=AssociationStatus.SUCCESS,
+            created_at=now,
+            engine_attributes=applied.engine_attributes,
+        )
+        uow.associations.add(association, caller.account_id, caller.region)
+        uow.commit()
+    deps.recent_answers.put(association)
+
+
 def _change_locally(
     deps: Dependencies, caller: Caller, server: Server, engine: Engine, change: NodeChange, hashed: str
 ) -> Generator[Callable[[], Any], Any, None]:
@@ -154,6 +188,10 @@ def _change_locally(
             holder = _holder(deps, server, name)
             if action is AssociationAction.DISASSOCIATE and holder is None:
                 raise NotFound(f"Node {name} is not associated with server {server.name}.")
+            repeated = _repeated(server, engine, change, holder)
+            if repeated is not None:
+                _record(deps, caller, server, change, hashed, repeated)
+                return
             check_claim(server.name, name, action, holder, server.node_name_policy)
         if engine.prepare_blocks:
             step = functools.partial(engine.prepare_change, server, change, holder)

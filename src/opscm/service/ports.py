@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, ContextManager, Protocol, TypeVar
+from typing import Any, ClassVar, ContextManager, Protocol, TypeVar, runtime_checkable
 
 from opscm.domain.associations import Association, AssociationAction
 from opscm.domain.backups import Backup
@@ -297,6 +297,15 @@ class NodeCredential:
 class StaleServer(Exception):
     """The server row a change was made for is not the current one (changed, or deleted): start
     again from a fresh row."""
+
+
+@runtime_checkable
+class RepeatableAssociation(Protocol):
+    """A local engine that can tell an AssociateNode repeating the one in force (same key): the
+    aws CLI sends a request again by itself when its answer was lost (a proxy's 5xx, a reset)."""
+
+    def applied_if_held(self, server: Server, change: NodeChange, holder: NodeClaim) -> Applied | None:
+        """What the association in force applied, if ``change`` asks for the same key; else None."""
 
 
 class Conflict(Exception):
