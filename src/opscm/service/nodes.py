@@ -163,18 +163,22 @@ def _record(deps: Dependencies, caller: Caller, server: Server, change: NodeChan
     now = deps.clock.now()
     with deps.uow(lean=True) as uow:
         check_current(uow, server)
-        association = Association(
-            token_hash=hashed,
-            server_id=server.id,
-            node_name=change.node_name,
-            action=change.action,
-            status=AssociationStatus.SUCCESS,
-            created_at=now,
-            engine_attributes=applied.engine_attributes,
-        )
+        association = _succeeded(server, change, hashed, now, applied)
         uow.associations.add(association, caller.account_id, caller.region)
         uow.commit()
     deps.recent_answers.put(association)
+
+
+def _succeeded(server: Server, change: NodeChange, hashed: str, now, applied: Applied) -> Association:
+    return Association(
+        token_hash=hashed,
+        server_id=server.id,
+        node_name=change.node_name,
+        action=change.action,
+        status=AssociationStatus.SUCCESS,
+        created_at=now,
+        engine_attributes=applied.engine_attributes,
+    )
 
 
 def _change_locally(
@@ -219,15 +223,7 @@ def _change_locally(
                 if not taken:
                     raise Conflict(name)
                 applied = engine.commit_change(uow, server, prepared)
-                association = Association(
-                    token_hash=hashed,
-                    server_id=server.id,
-                    node_name=name,
-                    action=action,
-                    status=AssociationStatus.SUCCESS,
-                    created_at=now,
-                    engine_attributes=applied.engine_attributes,
-                )
+                association = _succeeded(server, change, hashed, now, applied)
                 uow.associations.add(association, caller.account_id, caller.region)
                 uow.commit()
             deps.recent_answers.put(association)
