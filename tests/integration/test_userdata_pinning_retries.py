@@ -5,6 +5,7 @@ against a server that is busy (it waits and retries; other errors stop it at onc
 import base64
 import io
 import os
+import re
 import subprocess
 import time
 import zipfile
@@ -215,6 +216,9 @@ def test_retries_end_after_opscm_retry_seconds(mock, home, tmp_path):
     assert result.returncode != 0
     assert "InvalidStateException" in result.stderr.splitlines()[-1] or "InvalidStateException" in result.stderr
     assert recorder.count("AssociateNode", "InvalidStateException") >= 2
+    # The pauses end at the deadline (before, the last one could run up to 64 s past it).
+    pauses = [int(seconds) for seconds in re.findall(r"trying again in (\d+)s", result.stderr)]
+    assert pauses and sum(pauses) <= 3
 
 
 def test_a_validation_error_is_not_retried(mock, home, tmp_path):

@@ -191,7 +191,7 @@ opsworks_cm() {
 # (ThrottlingException): exponential backoff with jitter, for OPSCM_RETRY_SECONDS in all. Any
 # other error stops at once.
 opsworks_cm_retrying() {
-  local deadline delay=2 pause status output errors="$opscm_work/aws-errors"
+  local deadline delay=2 pause left status output errors="$opscm_work/aws-errors"
   deadline=$(( $(date +%s) + OPSCM_RETRY_SECONDS ))
   while :; do
     status=0
@@ -204,8 +204,11 @@ opsworks_cm_retrying() {
       cat "$errors" >&2
       return "$status"
     fi
-    # Half the delay plus up to as much again at random: nodes that boot together spread out.
+    # Half the delay plus up to as much again at random: nodes that boot together spread out;
+    # never past the deadline, where one last try is made.
     pause=$(( delay / 2 + RANDOM % (delay / 2 + 1) ))
+    left=$(( deadline - $(date +%s) ))
+    if [ "$pause" -gt "$left" ]; then pause=$left; fi
     log "$(grep -oE '\((InvalidStateException|ThrottlingException)\).*' "$errors" | head -n 1); trying again in ${pause}s"
     sleep "$pause"
     delay=$(( delay >= 32 ? 64 : delay * 2 ))
