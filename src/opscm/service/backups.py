@@ -164,12 +164,12 @@ def run_backup(deps: Dependencies, server_id: str, payload: dict) -> None:
             if backup is None or backup.status is not BackupStatus.IN_PROGRESS:
                 return  # deleted with its server, or finished before a restart
             server = uow.servers.get_by_id(server_id)
-            if server is not None and server.status is not ServerStatus.BACKING_UP:
-                location = deps.backup_storage.stored(backup.id)  # an earlier run's, past _resume
-            if location is None and (server is None or server.status is not ServerStatus.BACKING_UP):
+            resumed = server is not None and server.status is not ServerStatus.BACKING_UP
+            location = deps.backup_storage.stored(backup.id) if resumed else None  # an earlier run's
+            if server is None or (resumed and location is None):
                 raise InvalidState("The server was deleted or left BACKING_UP before the snapshot was taken.")
-            snapshot = deps.engine_for(server).snapshot(uow, server) if location is None else None
-        if location is None:
+            snapshot = None if resumed else deps.engine_for(server).snapshot(uow, server)
+        if not resumed:
             _resume(deps, server_id, payload)
             data = snapshots.encode(snapshot)
             location = deps.backup_storage.put(backup.id, data)
